@@ -1,0 +1,34 @@
+"""Small views that exercise the session the way real pages do."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+def read(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(f"user={request.user.pk or ''}")
+
+
+def write(request: HttpRequest) -> HttpResponse:
+    request.session["counter"] = request.session.get("counter", 0) + 1
+    return JsonResponse({"counter": request.session["counter"]})
+
+
+def untouched(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("no session used")
+
+
+def fail(request: HttpRequest) -> HttpResponse:
+    request.session["counter"] = 1
+    return HttpResponse("boom", status=500)
+
+
+async def async_read(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()
+    return HttpResponse(f"user={user.pk or ''}")
+
+
+async def async_write(request: HttpRequest) -> HttpResponse:
+    counter = await request.session.aget("counter", 0) + 1
+    await request.session.aset("counter", counter)
+    return JsonResponse({"counter": counter})

@@ -1,0 +1,129 @@
+"""Write-through cached database store.
+
+A cache hit serves a request with no query at all, like Django's own
+``cached_db``. Two extra rules keep revocation instant and final:
+
+* revoking writes a short-lived tombstone over the cache entry (instead of
+  only deleting it), and a request that had to read the database only *adds*
+  its entry, so a request that loaded the row just before it was deleted
+  cannot put it back into the cache;
+* a writer puts the new entry in the cache *before* writing the row and puts
+  the tombstone back when the row turns out to be gone.
+
+Cache errors are logged and the database answers instead (Redis down must not
+sign anybody out or keep a revoked session alive).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import BaseCache, caches
+from django.utils import timezone
+
+from user_sessions.backends import db
+from user_sessions.models import Session
+
+KEY_PREFIX = "user_sessions.cached_db"
+TOMBSTONE = "revoked"
+# Longer than any request can take between reading the row and caching it.
+TOMBSTONE_TIMEOUT = 300
+
+logger = logging.getLogger("user_sessions.backends")
+
+
+def _cache() -> BaseCache:
+    return caches[settings.SESSION_CACHE_ALIAS]
+
+
+def _cache_key(session_key: str) -> str:
+    return KEY_PREFIX + session_key
+
+
+class SessionStore(db.SessionStore):
+    cache_key_prefix = KEY_PREFIX
+
+    @property
+    def cache_key(self) -> str:
+        return _cache_key(self._get_or_create_session_key())
+
+    def _entry(self, data: dict[str, Any], row: db.RowState) -> dict[str, Any]:
+        return {
+            "data": data,
+            "last_activity": row.last_activity,
+            "ip": row.ip,
+            "user_agent": row.user_agent,
+        }
+
+    def _cache_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(_cache(), method)(*args, **kwargs)
+        except Exception:
+            logger.warning("Session cache unavailable (%s); using the database", method)
+            return None
+
+    def load(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        entry = self._cache_call("get", self.cache_key)
+        if entry == TOMBSTONE:
+            self._session_key = None
+            return {}
+        if isinstance(entry, dict) and "data" in entry:
+            self._row = db.RowState(entry["last_activity"], entry["ip"], entry["user_agent"])
+            return entry["data"]  # type: ignore[no-any-return]
+        obj = self._get_session_from_db()
+        if obj is None:
+            return {}
+        data = self.decode(obj.session_data)
+        assert self._row is not None
+        self._cache_call("add", self.cache_key, self._entry(data, self._row), self.get_expiry_age())
+        return data
+
+    def exists(self, session_key: str) -> bool:
+        entry = self._cache_call("get", _cache_key(session_key))
+        return (entry is not None and entry != TOMBSTONE) or super().exists(session_key)
+
+    def _write(self, obj: Session, must_create: bool) -> None:
+        row = db.RowState(obj.last_activity, obj.ip, obj.user_agent)
+        data = self._get_session(no_load=must_create)
+        self._cache_call("set", self.cache_key, self._entry(data, row), self.get_expiry_age())
+        try:
+            super()._write(obj, must_create)
+        except Exception:
+            self._bury([obj.session_key])
+            raise
+
+    def touch(self, now: datetime.datetime | None = None) -> bool:
+        now = now or timezone.now()
+        ip = db.anonymize_ip(self.ip)
+        row = db.RowState(now, ip, self.user_agent)
+        data = self._get_session()
+        self._cache_call("set", self.cache_key, self._entry(data, row), self.get_expiry_age())
+        try:
+            alive = super().touch(now)
+        except Exception:
+            self._bury([self._get_or_create_session_key()])
+            raise
+        if not alive:
+            self._bury([self._get_or_create_session_key()])
+        return alive
+
+    @staticmethod
+    def _bury(session_keys: Iterable[str]) -> None:
+        tombstones = {_cache_key(key): TOMBSTONE for key in session_keys}
+        if not tombstones:
+            return
+        try:
+            _cache().set_many(tombstones, TOMBSTONE_TIMEOUT)
+        except Exception:
+            logger.warning("Session cache unavailable; could not mark sessions revoked")
+
+    @classmethod
+    def forget(cls, session_keys: Iterable[str]) -> None:
+        """Called by ``Session`` deletes: the cached copies end with the rows."""
+        cls._bury(session_keys)

@@ -1,0 +1,247 @@
+"""Database session store whose rows know their owner, origin and activity.
+
+Differences from ``django.contrib.sessions.backends.db`` that matter:
+
+* an update writes only the columns it owns (``update_fields``), so a save can
+  never change the public handle or the sign-in time, and it fails (instead of
+  inserting) when the row was deleted meanwhile: a revoked session is never
+  written back;
+* ``touch()`` refreshes ``last_activity``/IP/user agent with one UPDATE at most
+  once per ``USER_SESSIONS_ACTIVITY_INTERVAL`` for a session nothing else changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.db import DatabaseError, IntegrityError, router, transaction
+from django.utils import timezone
+
+from user_sessions.client import USER_AGENT_MAX_LENGTH, anonymize_ip
+from user_sessions.conf import app_settings
+
+if TYPE_CHECKING:
+    from user_sessions.models import Session
+
+logger = logging.getLogger("user_sessions.backends")
+
+# Deleting expired rows in slices keeps memory flat and every statement short,
+# whatever the size of the table.
+CLEAR_EXPIRED_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class RowState:
+    """What the stored row said when this request loaded it."""
+
+    last_activity: datetime.datetime
+    ip: str | None
+    user_agent: str | None
+
+
+class SessionStore(SessionBase):
+    def __init__(
+        self,
+        session_key: str | None = None,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> None:
+        super().__init__(session_key)
+        self.user_agent = user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else user_agent
+        self.ip = ip
+        # Stores made outside a request (shell, Client.login(), scripts) know
+        # nothing about the client, so their saves leave IP/UA/activity alone.
+        self.has_client = user_agent is not None or ip is not None
+        self._row: RowState | None = None
+
+    @classmethod
+    def get_model_class(cls) -> type[Session]:
+        from user_sessions.models import Session
+
+        return Session
+
+    @property
+    def model(self) -> type[Session]:
+        return self.get_model_class()
+
+    # -- reading ---------------------------------------------------------
+
+    def _remember(self, obj: Session) -> None:
+        self._row = RowState(obj.last_activity, obj.ip, obj.user_agent)
+
+    def _get_session_from_db(self) -> Session | None:
+        try:
+            obj = self.model.objects.get(
+                session_key=self.session_key, expire_date__gt=timezone.now()
+            )
+        except (self.model.DoesNotExist, SuspiciousOperation) as exc:
+            if isinstance(exc, SuspiciousOperation):
+                logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(
+                    "Session data failed a security check"
+                )
+            self._session_key = None
+            return None
+        self._remember(obj)
+        return obj
+
+    def load(self) -> dict[str, Any]:
+        obj = self._get_session_from_db()
+        return self.decode(obj.session_data) if obj else {}
+
+    def exists(self, session_key: str) -> bool:
+        return self.model.objects.filter(session_key=session_key).exists()
+
+    # -- writing ---------------------------------------------------------
+
+    def create(self) -> None:
+        while True:
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+
+    def _owner_id(self, data: dict[str, Any]) -> Any:
+        value = data.get(SESSION_KEY)
+        if value is None:
+            return None
+        try:
+            return get_user_model()._meta.pk.to_python(value)  # type: ignore[union-attr]
+        except (ValidationError, TypeError, ValueError):
+            return None
+
+    def create_model_instance(self, data: dict[str, Any]) -> Session:
+        obj = self.model(
+            session_key=self._get_or_create_session_key(),
+            session_data=self.encode(data),
+            expire_date=self.get_expiry_date(),
+            user_id=self._owner_id(data),
+        )
+        if self.has_client:
+            obj.ip = anonymize_ip(self.ip)
+            obj.user_agent = self.user_agent
+            obj.last_activity = timezone.now()
+        elif self._row is not None:
+            obj.ip, obj.user_agent = self._row.ip, self._row.user_agent
+            obj.last_activity = self._row.last_activity
+        return obj
+
+    def _update_fields(self) -> list[str]:
+        fields = ["session_data", "expire_date", "user"]
+        if self.has_client:
+            fields += ["ip", "user_agent", "last_activity"]
+        return fields
+
+    def _write(self, obj: Session, must_create: bool) -> None:
+        using = router.db_for_write(self.model, instance=obj)
+        try:
+            with transaction.atomic(using=using):
+                if must_create:
+                    obj.save(force_insert=True, using=using)
+                else:
+                    # A missing row makes this raise instead of inserting it.
+                    obj.save(force_update=True, using=using, update_fields=self._update_fields())
+        except IntegrityError as exc:
+            if must_create:
+                raise CreateError from exc
+            raise
+        except DatabaseError as exc:
+            if not must_create:
+                raise UpdateError from exc
+            raise
+        self._remember(obj)
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return self.create()
+        data = self._get_session(no_load=must_create)
+        self._write(self.create_model_instance(data), must_create)
+        return None
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        self.model.objects.filter(session_key=session_key).delete()
+
+    # -- activity --------------------------------------------------------
+
+    def activity_due(self, now: datetime.datetime | None = None) -> bool:
+        """Whether this request should refresh the row's activity columns."""
+        if self._row is None or not self.has_client or self.session_key is None:
+            return False
+        now = now or timezone.now()
+        elapsed = (now - self._row.last_activity).total_seconds()
+        return elapsed >= app_settings.ACTIVITY_INTERVAL
+
+    def touch(self, now: datetime.datetime | None = None) -> bool:
+        """Write activity, IP and user agent only; False if the row is gone.
+
+        One UPDATE and no SELECT; it cannot create a row, so a session revoked
+        while this request ran stays revoked.
+        """
+        now = now or timezone.now()
+        ip = anonymize_ip(self.ip)
+        updated = self.model.objects.filter(session_key=self.session_key).update(
+            last_activity=now, ip=ip, user_agent=self.user_agent
+        )
+        if updated:
+            self._row = RowState(now, ip, self.user_agent)
+        return bool(updated)
+
+    # -- async: the same code paths, run where the ORM may block -----------
+
+    async def aload(self) -> dict[str, Any]:
+        return await sync_to_async(self.load)()
+
+    async def aexists(self, session_key: str) -> bool:
+        return await sync_to_async(self.exists)(session_key)
+
+    async def acreate(self) -> None:
+        await sync_to_async(self.create)()
+
+    async def asave(self, must_create: bool = False) -> None:
+        await sync_to_async(self.save)(must_create)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete)(session_key)
+
+    async def acreate_model_instance(self, data: dict[str, Any]) -> Session:
+        return await sync_to_async(self.create_model_instance)(data)
+
+    # -- housekeeping ----------------------------------------------------
+
+    @classmethod
+    def clear_expired(cls) -> int:
+        """Delete expired rows in bounded batches; returns how many went."""
+        model = cls.get_model_class()
+        now = timezone.now()
+        using = router.db_for_write(model)
+        total = 0
+        while True:
+            keys = list(
+                model.objects.using(using)
+                .filter(expire_date__lt=now)
+                .values_list("session_key", flat=True)[:CLEAR_EXPIRED_BATCH_SIZE]
+            )
+            if not keys:
+                return total
+            # Expired sessions cannot be served from a cache either (its
+            # entries expire with them), so the plain delete suffices.
+            total += model.objects.using(using).filter(session_key__in=keys)._raw_delete(using)
+            if len(keys) < CLEAR_EXPIRED_BATCH_SIZE:
+                return total
+
+    @classmethod
+    async def aclear_expired(cls) -> int:
+        return await sync_to_async(cls.clear_expired)()

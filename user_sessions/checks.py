@@ -1,0 +1,117 @@
+"""System checks for setups that would silently record nothing or the wrong thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from user_sessions.conf import app_settings
+
+OUR_MIDDLEWARE = "user_sessions.middleware.SessionMiddleware"
+DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+OUR_ENGINES = ("user_sessions.backends.db", "user_sessions.backends.cached_db")
+
+
+def _uses_our_engine() -> bool:
+    return settings.SESSION_ENGINE in OUR_ENGINES
+
+
+def _middleware_classes() -> list[type[Any]]:
+    classes = []
+    for path in settings.MIDDLEWARE:
+        try:
+            classes.append(import_string(path))
+        except ImportError:
+            continue
+    return classes
+
+
+def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.contrib.sessions.middleware import SessionMiddleware as DjangoMiddleware
+
+    from user_sessions.middleware import SessionMiddleware as OurMiddleware
+
+    errors: list[checks.CheckMessage] = []
+    classes = _middleware_classes()
+    ours = any(issubclass(cls, OurMiddleware) for cls in classes)
+    djangos = any(
+        issubclass(cls, DjangoMiddleware) and not issubclass(cls, OurMiddleware) for cls in classes
+    )
+    if ours and not _uses_our_engine():
+        errors.append(
+            checks.Error(
+                f"{OUR_MIDDLEWARE} is installed but SESSION_ENGINE is {settings.SESSION_ENGINE!r}.",
+                hint="Set SESSION_ENGINE = 'user_sessions.backends.db' "
+                "(or 'user_sessions.backends.cached_db').",
+                id="user_sessions.E001",
+            )
+        )
+    if djangos and _uses_our_engine():
+        errors.append(
+            checks.Error(
+                f"SESSION_ENGINE is {settings.SESSION_ENGINE!r} but MIDDLEWARE uses Django's "
+                "SessionMiddleware, so no IP address, user agent or activity is recorded.",
+                hint=f"Replace {DJANGO_MIDDLEWARE!r} with {OUR_MIDDLEWARE!r} in MIDDLEWARE.",
+                id="user_sessions.E002",
+            )
+        )
+    if _uses_our_engine() and not ours and not djangos:
+        errors.append(
+            checks.Error(
+                f"SESSION_ENGINE is {settings.SESSION_ENGINE!r} but no session middleware "
+                "is installed.",
+                hint=f"Add {OUR_MIDDLEWARE!r} to MIDDLEWARE.",
+                id="user_sessions.E003",
+            )
+        )
+    if "django.contrib.sessions" in settings.INSTALLED_APPS:
+        errors.append(
+            checks.Warning(
+                "Both 'django.contrib.sessions' and 'user_sessions' are in INSTALLED_APPS.",
+                hint="Remove 'django.contrib.sessions' once its sessions are imported with "
+                "'manage.py migratesessions'; both ship a 'clearsessions' command and a "
+                "Session model.",
+                id="user_sessions.W004",
+            )
+        )
+    for name in (
+        "ACTIVITY_INTERVAL",
+        "PROXY_COUNT",
+        "IP_PRIVACY",
+        "REFRESH_INTERVAL",
+        "REQUIRE_PASSWORD",
+        "CLIENT_IP_RESOLVER",
+    ):
+        try:
+            getattr(app_settings, name)
+        except (ImproperlyConfigured, ImportError) as exc:
+            errors.append(
+                checks.Error(f"USER_SESSIONS_{name}: {exc}", id="user_sessions.E005")
+            )
+    return errors
+
+
+def check_geoip(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    path = getattr(settings, "GEOIP_PATH", None)
+    if not path:
+        return []
+    if not Path(path).exists():
+        return [
+            checks.Warning(
+                f"GEOIP_PATH {str(path)!r} does not exist; sessions will show no location.",
+                hint="Point GEOIP_PATH at a MaxMind City or Country database (.mmdb) or the "
+                "folder holding it, or remove the setting.",
+                id="user_sessions.W006",
+            )
+        ]
+    return []
+
+
+def register() -> None:
+    checks.register(check_setup)
+    checks.register(check_geoip)

@@ -1,0 +1,110 @@
+"""Package settings, all prefixed ``USER_SESSIONS_`` and read at access time.
+
+Reading on every access (instead of once at import) is what makes
+``override_settings`` and ``settings`` fixtures work in a site's own tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+IPPrivacy = Literal["full", "truncate", "none"]
+IP_PRIVACY_CHOICES: tuple[str, ...] = ("full", "truncate", "none")
+REQUIRE_PASSWORD_CHOICES: tuple[str | None, ...] = (None, "others", "all")
+
+
+class Settings:
+    prefix = "USER_SESSIONS_"
+
+    def _get(self, name: str, default: Any) -> Any:
+        return getattr(django_settings, self.prefix + name, default)
+
+    @property
+    def ACTIVITY_INTERVAL(self) -> int:
+        """Seconds between two writes of ``last_activity`` for an unchanged session."""
+        value = self._get("ACTIVITY_INTERVAL", 60)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ImproperlyConfigured(
+                "USER_SESSIONS_ACTIVITY_INTERVAL must be a whole number of seconds >= 0."
+            )
+        return value
+
+    @property
+    def PROXY_COUNT(self) -> int:
+        """How many reverse proxies stand in front of the site and append to the header."""
+        value = self._get("PROXY_COUNT", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ImproperlyConfigured("USER_SESSIONS_PROXY_COUNT must be a whole number >= 0.")
+        return value
+
+    @property
+    def TRUSTED_PROXIES(self) -> tuple[str, ...]:
+        """Addresses or networks (CIDR) of the site's own reverse proxies."""
+        value = self._get("TRUSTED_PROXIES", ())
+        if isinstance(value, str):
+            value = (value,)
+        return tuple(value)
+
+    @property
+    def PROXY_HEADER(self) -> str:
+        """The request header proxies write the client chain to, as a ``request.META`` key."""
+        value = str(self._get("PROXY_HEADER", "HTTP_X_FORWARDED_FOR"))
+        key = value.upper().replace("-", "_")
+        if not key.startswith("HTTP_"):
+            key = "HTTP_" + key
+        return key
+
+    @property
+    def CLIENT_IP_RESOLVER(self) -> Callable[[HttpRequest], str | None] | None:
+        value = self._get("CLIENT_IP_RESOLVER", None)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = import_string(value)
+        if not callable(value):
+            raise ImproperlyConfigured("USER_SESSIONS_CLIENT_IP_RESOLVER must be a callable.")
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def IP_PRIVACY(self) -> IPPrivacy:
+        value = self._get("IP_PRIVACY", "full")
+        if value not in IP_PRIVACY_CHOICES:
+            raise ImproperlyConfigured(
+                "USER_SESSIONS_IP_PRIVACY must be one of 'full', 'truncate' or 'none'."
+            )
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def REFRESH_INTERVAL(self) -> int:
+        """Seconds between two refreshes of the widget's list; 0 turns refreshing off."""
+        value = self._get("REFRESH_INTERVAL", 30)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ImproperlyConfigured(
+                "USER_SESSIONS_REFRESH_INTERVAL must be a whole number of seconds >= 0."
+            )
+        return value
+
+    @property
+    def REQUIRE_PASSWORD(self) -> str | None:
+        """Ask for the password before ``"others"`` (sign out all others) or ``"all"`` revokes."""
+        value = self._get("REQUIRE_PASSWORD", None)
+        if value not in REQUIRE_PASSWORD_CHOICES:
+            raise ImproperlyConfigured(
+                "USER_SESSIONS_REQUIRE_PASSWORD must be None, 'others' or 'all'."
+            )
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def CRISPY_TEMPLATE_PACK(self) -> str:
+        return str(self._get("CRISPY_TEMPLATE_PACK", "user_sessions"))
+
+
+app_settings = Settings()

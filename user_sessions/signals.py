@@ -1,0 +1,49 @@
+"""Signals a site can listen to, and the package's own receivers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.dispatch import Signal
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+#: Sent when a user signs in and so starts a new session.
+#: Arguments: ``sender`` (the Session model), ``session`` (the ``Session`` row,
+#: owner already set), ``request``, ``user``, ``device`` (e.g. "Chrome on
+#: Windows" or ``None``) and ``location`` (e.g. "Zwolle, Netherlands" or ``None``).
+session_created = Signal()
+
+
+def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    from user_sessions.backends.db import SessionStore
+    from user_sessions.devices import device_label, location_label
+    from user_sessions.models import Session
+
+    store = getattr(request, "session", None)
+    if not isinstance(store, SessionStore) or store.session_key is None:
+        return
+    # Write the owner now rather than at the end of the request, so the new
+    # session shows up in lists (and for receivers) straight away.
+    store.save()
+    session = Session.objects.filter(session_key=store.session_key).first()
+    if session is None:
+        return
+    session_created.send(
+        sender=Session,
+        session=session,
+        request=request,
+        user=user,
+        device=device_label(session.user_agent),
+        location=location_label(session.ip),
+    )
+
+
+def connect() -> None:
+    from django.contrib.auth.signals import user_logged_in
+
+    user_logged_in.connect(on_user_logged_in, dispatch_uid="user_sessions.on_user_logged_in")
+
+
+__all__ = ["connect", "session_created"]
