@@ -14,6 +14,8 @@ urlpatterns = [
     path("write/", views.write),
     path("untouched/", views.untouched),
     path("fail/", views.fail),
+    path("revoked/read/", views.revoked_then_read),
+    path("revoked/write/", views.revoked_then_write),
     path("async/read/", views.async_read),
     path("async/write/", views.async_write),
     path("account/sessions/", include("user_sessions.urls")),

@@ -32,3 +32,24 @@ async def async_write(request: HttpRequest) -> HttpResponse:
     counter = await request.session.aget("counter", 0) + 1
     await request.session.aset("counter", counter)
     return JsonResponse({"counter": counter})
+
+
+def _revoke_current(request: HttpRequest) -> None:
+    from user_sessions.models import Session
+
+    # Stands in for another request (or another device) revoking this
+    # session while the current request is still running.
+    Session.objects.filter(session_key=request.session.session_key).delete()
+
+
+def revoked_then_read(request: HttpRequest) -> HttpResponse:
+    user_pk = request.user.pk
+    _revoke_current(request)
+    return HttpResponse(f"user={user_pk or ''}")
+
+
+def revoked_then_write(request: HttpRequest) -> HttpResponse:
+    request.session.get("counter")
+    _revoke_current(request)
+    request.session["counter"] = 99
+    return HttpResponse("written")
