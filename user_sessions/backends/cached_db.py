@@ -81,7 +81,10 @@ class SessionStore(db.SessionStore):
             return {}
         data = self.decode(obj.session_data)
         assert self._row is not None
-        self._cache_call("add", self.cache_key, self._entry(data, self._row), self.get_expiry_age())
+        # ``add``, not ``set``: a tombstone written by a revoke that happened
+        # after our read must win.
+        timeout = self.get_expiry_age(expiry=obj.expire_date)
+        self._cache_call("add", self.cache_key, self._entry(data, self._row), timeout)
         return data
 
     def exists(self, session_key: str) -> bool:

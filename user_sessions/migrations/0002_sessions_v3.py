@@ -2,37 +2,10 @@
 # an index for "this user's sessions, most recent first".
 from __future__ import annotations
 
-import secrets
-
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
-
-import user_sessions.models
-
-BATCH = 1000
-
-
-def fill_new_columns(apps, schema_editor):
-    Session = apps.get_model("user_sessions", "Session")
-    db = schema_editor.connection.alias
-    # Existing rows began no later than their last activity: the best
-    # sign-in time we can give them.
-    Session.objects.using(db).update(created_at=models.F("last_activity"))
-    while True:
-        keys = list(
-            Session.objects.using(db)
-            .filter(handle__isnull=True)
-            .values_list("session_key", flat=True)[:BATCH]
-        )
-        if not keys:
-            break
-        for key in keys:
-            Session.objects.using(db).filter(session_key=key).update(
-                handle=secrets.token_urlsafe(16)
-            )
-
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -87,23 +60,5 @@ class Migration(migrations.Migration):
             model_name="session",
             name="handle",
             field=models.CharField(max_length=32, null=True, editable=False),
-        ),
-        migrations.RunPython(fill_new_columns, migrations.RunPython.noop, elidable=True),
-        migrations.AlterField(
-            model_name="session",
-            name="handle",
-            field=models.CharField(
-                default=user_sessions.models.new_handle,
-                editable=False,
-                max_length=32,
-                unique=True,
-                verbose_name="handle",
-            ),
-        ),
-        migrations.AddIndex(
-            model_name="session",
-            index=models.Index(
-                fields=["user", "-last_activity"], name="user_sessions_user_recent"
-            ),
         ),
     ]

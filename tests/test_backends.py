@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import UpdateError
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.conftest import CHROME_WINDOWS
+from user_sessions.backends import cached_db, db
+from user_sessions.models import Session
+
+pytestmark = pytest.mark.django_db
+
+
+def store_class(engine: str) -> type[db.SessionStore]:
+    return cached_db.SessionStore if engine == "cached_db" else db.SessionStore
+
+
+def test_constructor_accepts_djangos_calls_and_keywords(engine: str):
+    cls = store_class(engine)
+    assert cls().session_key is None
+    assert cls("abc").session_key is None  # too short to be a key: Django's rule
+    store = cls(session_key=None, user_agent="UA", ip="203.0.113.1")
+    assert (store.user_agent, store.ip, store.has_client) == ("UA", "203.0.113.1", True)
+
+
+def test_sync_api_records_owner_ip_and_user_agent(engine: str, user: Any):
+    store = store_class(engine)(user_agent=CHROME_WINDOWS, ip="203.0.113.1")
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    row = Session.objects.get()
+    assert (row.user, row.ip, row.user_agent) == (user, "203.0.113.1", CHROME_WINDOWS)
+    assert row.get_decoded() == {SESSION_KEY: str(user.pk)}
+
+
+def test_async_api_records_owner_ip_and_user_agent(engine: str, user: Any):
+    cls = store_class(engine)
+
+    async def scenario() -> dict[str, Any]:
+        store = cls(user_agent=CHROME_WINDOWS, ip="2001:db8::1")
+        await store.aset(SESSION_KEY, str(user.pk))
+        await store.asave()
+        again = cls(store.session_key, user_agent=CHROME_WINDOWS, ip="2001:db8::1")
+        return {"user": await again.aget(SESSION_KEY), "exists": await again.aexists(store.session_key)}
+
+    assert async_to_sync(scenario)() == {"user": str(user.pk), "exists": True}
+    row = Session.objects.get()
+    assert (row.user_id, row.ip, row.user_agent) == (user.pk, "2001:db8::1", CHROME_WINDOWS)
+
+
+def test_async_cycle_key_and_delete(engine: str, user: Any):
+    cls = store_class(engine)
+
+    async def scenario() -> None:
+        store = cls(user_agent="UA", ip="203.0.113.2")
+        await store.aset("a", 1)
+        await store.asave()
+        old = store.session_key
+        await store.acycle_key()
+        assert store.session_key != old
+        assert not await store.aexists(old)
+        await store.adelete()
+
+    async_to_sync(scenario)()
+    assert not Session.objects.exists()
+
+
+def test_store_without_client_keeps_the_rows_client_details(engine: str):
+    store = store_class(engine)(user_agent="UA", ip="203.0.113.2")
+    store["a"] = 1
+    store.save()
+    # A script or the shell loads and changes the session: the device stays.
+    script = store_class(engine)(store.session_key)
+    script["a"] = 2
+    script.save()
+    row = Session.objects.get()
+    assert (row.ip, row.user_agent, row.get_decoded()) == ("203.0.113.2", "UA", {"a": 2})
+
+
+def test_saving_a_deleted_session_raises_update_error(engine: str):
+    cls = store_class(engine)
+    store = cls(user_agent="UA", ip="203.0.113.2")
+    store["a"] = 1
+    store.save()
+    loaded = cls(store.session_key, user_agent="UA", ip="203.0.113.2")
+    assert loaded["a"] == 1
+    Session.objects.filter(session_key=store.session_key).delete()
+    loaded["a"] = 2
+    with pytest.raises(UpdateError):
+        loaded.save()
+    assert not Session.objects.exists()
+    assert not loaded.touch()
+    assert not Session.objects.exists()
+
+
+def test_owner_that_is_not_a_valid_pk_is_stored_as_none(engine: str):
+    store = store_class(engine)(user_agent="UA", ip=None)
+    store[SESSION_KEY] = "not-a-number"
+    store.save()
+    assert Session.objects.get().user_id is None
+
+
+def test_corrupt_session_data_is_an_empty_session_and_logged(engine: str, caplog):
+    store = store_class(engine)(user_agent="UA", ip=None)
+    store["a"] = 1
+    store.save()
+    Session.objects.update(session_data="this is not signed data")
+    from django.core.cache import cache
+
+    cache.clear()
+    with caplog.at_level(logging.WARNING):
+        loaded = store_class(engine)(store.session_key)
+        assert loaded.get("a") is None
+    assert "corrupted" in caplog.text.lower()
+
+
+def test_touch_is_one_update_and_nothing_else(engine: str):
+    cls = store_class(engine)
+    store = cls(user_agent="UA", ip="203.0.113.2")
+    store["a"] = 1
+    store.save()
+    loaded = cls(store.session_key, user_agent="UA2", ip="203.0.113.3")
+    loaded.load() if engine == "db" else loaded["a"]
+    with CaptureQueriesContext(connection) as queries:
+        assert loaded.touch()
+    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["UPDATE"]
+    row = Session.objects.get()
+    assert (row.ip, row.user_agent) == ("203.0.113.3", "UA2")
+
+
+def test_clear_expired_deletes_in_batches(engine: str, monkeypatch: pytest.MonkeyPatch):
+    import datetime
+
+    from django.utils import timezone
+
+    monkeypatch.setattr(db, "CLEAR_EXPIRED_BATCH_SIZE", 3)
+    past = timezone.now() - datetime.timedelta(days=1)
+    Session.objects.bulk_create(
+        [Session(session_key=f"expired{i:04d}", session_data="", expire_date=past) for i in range(8)]
+        + [Session(session_key="alive000", session_data="", expire_date=timezone.now() + datetime.timedelta(days=1))]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert store_class(engine).clear_expired() == 8
+    deletes = [q for q in queries.captured_queries if q["sql"].upper().startswith("DELETE")]
+    assert len(deletes) == 3
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["alive000"]
+
+
+# -- cached_db specifics ------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _cached_engine_for_cache_tests(request: pytest.FixtureRequest, settings: Any) -> None:
+    if "engine" not in request.fixturenames:
+        settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+
+
+def test_cache_hit_needs_no_query():
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store["a"] = 1
+    store.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert cached_db.SessionStore(store.session_key)["a"] == 1
+    assert queries.captured_queries == []
+
+
+def test_revoking_through_the_orm_ends_the_cached_session_at_once(user: Any):
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) == str(user.pk)
+    user.session_set.all().delete()
+    assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) is None
+
+
+def test_a_reader_racing_a_revoke_cannot_put_the_session_back(
+    monkeypatch: pytest.MonkeyPatch, user: Any
+):
+    from django.core.cache import cache
+
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    cache.clear()  # force the next reader to the database
+    real_read = db.SessionStore._get_session_from_db
+
+    def read_then_revoke(self: db.SessionStore) -> Any:
+        row = real_read(self)
+        Session.objects.filter(session_key=self.session_key).revoke()
+        return row
+
+    monkeypatch.setattr(db.SessionStore, "_get_session_from_db", read_then_revoke)
+    # This reader saw the row before it went; it may finish its request...
+    assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) == str(user.pk)
+    monkeypatch.undo()
+    # ...but the cache must not serve the revoked session to anyone after it.
+    assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) is None
+
+
+class BrokenCache(BaseCache):
+    def __init__(self, host: Any, params: dict[str, Any]) -> None:
+        super().__init__(params)
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("cache down")
+
+    add = get = set = delete = set_many = get_many = delete_many = clear = touch = _fail
+
+
+def test_cache_down_falls_back_to_the_database(settings, user: Any, caplog):
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    # Changing CACHES makes Django drop its cache connections.
+    settings.CACHES = {"default": {"BACKEND": "tests.test_backends.BrokenCache"}}
+    try:
+        loaded = cached_db.SessionStore(store.session_key, user_agent="UA", ip=None)
+        assert loaded.get(SESSION_KEY) == str(user.pk)
+        loaded["x"] = 1
+        loaded.save()
+        assert Session.objects.get().get_decoded()["x"] == 1
+        Session.objects.all().revoke()
+        assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) is None
+    finally:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert "cache unavailable" in caplog.text.lower()
+    from django.core.cache import caches
+
+    assert isinstance(caches["default"], LocMemCache)
+
+
+def test_queryset_delete_skips_the_key_lookup_without_a_cache(settings):
+    settings.SESSION_ENGINE = "user_sessions.backends.db"
+    store = db.SessionStore(user_agent="UA", ip=None)
+    store["a"] = 1
+    store.save()
+    with CaptureQueriesContext(connection) as queries:
+        Session.objects.filter(pk=store.session_key).delete()
+    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["DELETE"]

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+
+from user_sessions.checks import check_geoip, check_setup
+
+OURS = "user_sessions.middleware.SessionMiddleware"
+DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str]:
+    return [m.id or "" for m in messages]
+
+
+def test_the_documented_setup_is_clean():
+    assert check_setup() == []
+    assert check_geoip() == []
+    call_command("check", "--fail-level", "WARNING")
+
+
+def test_our_middleware_with_another_engine(settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    assert ids(check_setup()) == ["user_sessions.E001"]
+
+
+def test_djangos_middleware_with_our_engine(settings):
+    settings.MIDDLEWARE = [m.replace(OURS, DJANGOS) for m in settings.MIDDLEWARE]
+    messages = check_setup()
+    assert ids(messages) == ["user_sessions.E002"]
+    assert OURS in (messages[0].hint or "")
+
+
+def test_no_session_middleware_at_all(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != OURS]
+    assert "user_sessions.E003" in ids(check_setup())
+
+
+def test_both_session_apps_installed(settings):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django.contrib.sessions"]
+    assert "user_sessions.W004" in ids(check_setup())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("USER_SESSIONS_ACTIVITY_INTERVAL", -1),
+        ("USER_SESSIONS_ACTIVITY_INTERVAL", "60"),
+        ("USER_SESSIONS_IP_PRIVACY", "partial"),
+        ("USER_SESSIONS_REQUIRE_PASSWORD", True),
+        ("USER_SESSIONS_REFRESH_INTERVAL", 1.5),
+        ("USER_SESSIONS_PROXY_COUNT", -2),
+        ("USER_SESSIONS_CLIENT_IP_RESOLVER", "no.such.module.resolver"),
+    ],
+)
+def test_invalid_settings_are_reported_clearly(settings, name: str, value: object):
+    setattr(settings, name, value)
+    messages = check_setup()
+    assert ids(messages) == ["user_sessions.E005"]
+    assert name in messages[0].msg
+
+
+def test_missing_geoip_path(settings, tmp_path):
+    settings.GEOIP_PATH = str(tmp_path / "nowhere")
+    messages = check_geoip()
+    assert ids(messages) == ["user_sessions.W006"]
+    settings.GEOIP_PATH = str(tmp_path)
+    assert check_geoip() == []

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from user_sessions.models import Session
+from user_sessions.signals import session_created
+
+pytestmark = pytest.mark.django_db
+
+
+def test_session_created_is_sent_on_sign_in_with_device(engine: str, browser_factory, user):
+    received: list[dict[str, Any]] = []
+
+    def listener(sender: Any, **kwargs: Any) -> None:
+        received.append(kwargs)
+
+    session_created.connect(listener)
+    try:
+        client = browser_factory()
+        client.post("/login/", {"username": user.username, "password": "secret-password"})
+    finally:
+        session_created.disconnect(listener)
+    assert len(received) == 1
+    event = received[0]
+    assert event["user"] == user
+    assert isinstance(event["session"], Session)
+    assert event["session"].user_id == user.pk
+    assert event["session"].ip == "203.0.113.10"
+    assert event["device"] == "Chrome on Windows"
+    assert event["request"].path == "/login/"
+
+
+def test_owner_is_set_on_sign_in_and_gone_on_sign_out(engine: str, auth_client, user):
+    assert Session.objects.get().user == user
+    auth_client.post("/logout/")
+    assert not Session.objects.filter(user=user).exists()
+
+
+def test_failed_sign_in_sends_nothing_and_stores_nothing(engine: str, browser_factory, user):
+    received: list[Any] = []
+    session_created.connect(received.append)
+    try:
+        client = browser_factory()
+        client.post("/login/", {"username": user.username, "password": "wrong"})
+    finally:
+        session_created.disconnect(received.append)
+    assert received == []
+    assert not Session.objects.filter(user=user).exists()
