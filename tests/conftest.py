@@ -9,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 
+from tests.geoip import *  # noqa: F403  (GeoIP database fixtures)
+
 _counter = itertools.count()
 
 CHROME_WINDOWS = (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mmdb_writer import MmdbF64, MmdbU32, MMDBWriter
 from netaddr import IPSet
-from pytest_django.fixtures import SettingsWrapper
+from pytest_django.fixtures import Settings
 
 # Only the fixtures: what conftest.py star-imports. Tests import the constants by name.
 __all__ = ["geoip_city_db", "geoip_country_db", "geoip_directory", "geoip_settings"]
@@ -81,11 +81,17 @@ _CITY_PARTS: dict[str, dict[str, Any]] = {
 
 
 def _write(path: Path, database_type: str, records: dict[str, dict[str, Any]]) -> Path:
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type)
+    writer = MMDBWriter(
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type=database_type,
+        languages=["en", "de", "fr", "pt-BR"],
+        description=f"django-user-sessions test {database_type}",
+    )
     for network, record in records.items():
         writer.insert_network(IPSet([network]), record)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer.write(str(path))
+    writer.to_db_file(str(path))
     return path
 
 
@@ -123,7 +129,7 @@ def geoip_country_db(geoip_directory: Path) -> Path:
 
 
 @pytest.fixture
-def geoip_settings(settings: SettingsWrapper, geoip_directory: Path) -> SettingsWrapper:
+def geoip_settings(settings: Settings, geoip_directory: Path) -> Settings:
     """Point GEOIP_* at the test databases; the City one is used, as it is preferred."""
     settings.GEOIP_PATH = str(geoip_directory)
     settings.GEOIP_CITY = CITY_DB_NAME

@@ -103,7 +103,12 @@ def parse_user_agent(value: str | None) -> UserAgent | None:
 
 @functools.lru_cache(maxsize=2048)
 def _parse_truncated(text: str) -> UserAgent:
-    result = ua_parser.parse(text)
+    try:
+        result = ua_parser.parse(text)
+    except UnicodeEncodeError:
+        # The compiled matcher takes UTF-8, which lone surrogates (only ever
+        # noise in a header) cannot be encoded to.
+        result = ua_parser.parse(text.encode("utf-8", "replace").decode("utf-8"))
     # UserAgent.__init__ parses again through ua-parser's legacy API, which
     # skips the compiled (Rust) resolver, so the object is filled in directly.
     agent = UserAgent.__new__(UserAgent)
@@ -223,7 +228,7 @@ def lookup_ip(ip: str | None) -> Location | None:
 
 
 def location_label(ip: str | None) -> str | None:
-    """ "Zwolle, Netherlands", or just the country when the city is unknown."""
+    """City and country ("Zwolle, Netherlands"), or whichever of the two is known."""
     location = lookup_ip(ip)
     if location is None:
         return None
