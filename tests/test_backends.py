@@ -48,7 +48,10 @@ def test_async_api_records_owner_ip_and_user_agent(engine: str, user: Any):
         await store.aset(SESSION_KEY, str(user.pk))
         await store.asave()
         again = cls(store.session_key, user_agent=CHROME_WINDOWS, ip="2001:db8::1")
-        return {"user": await again.aget(SESSION_KEY), "exists": await again.aexists(store.session_key)}
+        return {
+            "user": await again.aget(SESSION_KEY),
+            "exists": await again.aexists(store.session_key),
+        }
 
     assert async_to_sync(scenario)() == {"user": str(user.pk), "exists": True}
     row = Session.objects.get()
@@ -143,8 +146,17 @@ def test_clear_expired_deletes_in_batches(engine: str, monkeypatch: pytest.Monke
     monkeypatch.setattr(db, "CLEAR_EXPIRED_BATCH_SIZE", 3)
     past = timezone.now() - datetime.timedelta(days=1)
     Session.objects.bulk_create(
-        [Session(session_key=f"expired{i:04d}", session_data="", expire_date=past) for i in range(8)]
-        + [Session(session_key="alive000", session_data="", expire_date=timezone.now() + datetime.timedelta(days=1))]
+        [
+            Session(session_key=f"expired{i:04d}", session_data="", expire_date=past)
+            for i in range(8)
+        ]
+        + [
+            Session(
+                session_key="alive000",
+                session_data="",
+                expire_date=timezone.now() + datetime.timedelta(days=1),
+            )
+        ]
     )
     with CaptureQueriesContext(connection) as queries:
         assert store_class(engine).clear_expired() == 8

@@ -41,9 +41,7 @@ def test_remote_addr_by_default_ignores_forwarded_header() -> None:
 
 def test_proxy_count_takes_nth_from_the_right(settings) -> None:
     settings.USER_SESSIONS_PROXY_COUNT = 1
-    request = rf.get(
-        "/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9"
-    )
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
     # The client forged 6.6.6.6; our one proxy appended the real peer.
     assert get_client_ip(request) == "203.0.113.9"
     settings.USER_SESSIONS_PROXY_COUNT = 2

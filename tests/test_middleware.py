@@ -32,9 +32,7 @@ def session_queries(queries: CaptureQueriesContext) -> list[str]:
 
 def shift_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     real_now = timezone.now
-    monkeypatch.setattr(
-        timezone, "now", lambda: real_now() + datetime.timedelta(seconds=seconds)
-    )
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + datetime.timedelta(seconds=seconds))
 
 
 def test_login_records_owner_ip_and_user_agent(engine: str, auth_client: Client, user: Any):
@@ -95,9 +93,7 @@ def test_changed_ip_and_user_agent_are_written_with_the_next_activity(
     assert session.user_agent == FIREFOX_LINUX
 
 
-def test_a_modified_session_saves_activity_in_the_same_update(
-    engine: str, auth_client: Client
-):
+def test_a_modified_session_saves_activity_in_the_same_update(engine: str, auth_client: Client):
     handle, created = Session.objects.values_list("handle", "created_at").get()
     auth_client.defaults["REMOTE_ADDR"] = "198.51.100.4"
     with CaptureQueriesContext(connection) as queries:
@@ -122,9 +118,7 @@ def test_revoked_while_in_flight_is_not_written_back_by_activity(
     assert auth_client.get("/read/").content == b"user="
 
 
-def test_revoked_while_in_flight_is_not_written_back_by_a_save(
-    engine: str, auth_client: Client
-):
+def test_revoked_while_in_flight_is_not_written_back_by_a_save(engine: str, auth_client: Client):
     response = auth_client.get("/revoked/write/")
     # Django's own answer to a session deleted mid-request.
     assert response.status_code == 400
@@ -144,7 +138,9 @@ def test_unknown_cookies_create_no_rows(engine: str, browser_factory: Any, cooki
     assert not Session.objects.exists()
 
 
-def test_another_users_handle_as_cookie_is_nobody(engine: str, auth_client: Client, browser_factory):
+def test_another_users_handle_as_cookie_is_nobody(
+    engine: str, auth_client: Client, browser_factory
+):
     handle = Session.objects.get().handle
     stranger = browser_factory()
     stranger.cookies[django_settings.SESSION_COOKIE_NAME] = handle

@@ -90,9 +90,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         try:
             getattr(app_settings, name)
         except (ImproperlyConfigured, ImportError) as exc:
-            errors.append(
-                checks.Error(f"USER_SESSIONS_{name}: {exc}", id="user_sessions.E005")
-            )
+            errors.append(checks.Error(f"USER_SESSIONS_{name}: {exc}", id="user_sessions.E005"))
     return errors
 
 

@@ -13,7 +13,7 @@ from user_sessions.client import get_client_ip, get_user_agent
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from django.http import HttpRequest, HttpResponseBase
+    from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
@@ -28,7 +28,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         self,
         get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]],
     ) -> None:
-        super().__init__(get_response)  # type: ignore[arg-type]
+        super().__init__(get_response)
         from user_sessions.devices import warm_up
 
         # The user-agent parser compiles its rules on first use (~0.2 s):
@@ -48,9 +48,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             # serving requests meanwhile.
             request.session = self.SessionStore(session_key)
 
-    def process_response(
-        self, request: HttpRequest, response: HttpResponseBase
-    ) -> HttpResponseBase:
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         session = getattr(request, "session", None)
         if (
             isinstance(session, UserSessionStore)

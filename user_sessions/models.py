@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession
@@ -43,10 +43,10 @@ def _engine_caches() -> bool:
 
 class SessionQuerySet(models.QuerySet["Session"]):
     def active(self) -> SessionQuerySet:
-        return self.filter(expire_date__gt=timezone.now())
+        return cast(SessionQuerySet, self.filter(expire_date__gt=timezone.now()))
 
     def expired(self) -> SessionQuerySet:
-        return self.filter(expire_date__lte=timezone.now())
+        return cast(SessionQuerySet, self.filter(expire_date__lte=timezone.now()))
 
     def delete(self) -> tuple[int, dict[str, int]]:
         """Delete the rows and drop any cached copy, so the sessions end at once."""
@@ -90,8 +90,8 @@ class Session(AbstractBaseSession):
     objects: ClassVar[SessionQuerySet] = SessionQuerySet.as_manager()  # type: ignore[assignment]
 
     class Meta(AbstractBaseSession.Meta):
-        verbose_name = _("session")
-        verbose_name_plural = _("sessions")
+        verbose_name = _("session")  # type: ignore[assignment]
+        verbose_name_plural = _("sessions")  # type: ignore[assignment]
         indexes = [
             models.Index(fields=["user", "-last_activity"], name="user_sessions_user_recent"),
         ]
@@ -107,7 +107,7 @@ class Session(AbstractBaseSession):
         return SessionStore
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        limit = self._meta.get_field("user_agent").max_length or 0
+        limit = cast(models.CharField[Any, Any], self._meta.get_field("user_agent")).max_length or 0
         if self.user_agent and len(self.user_agent) > limit:
             self.user_agent = self.user_agent[:limit]
         super().save(*args, **kwargs)

@@ -26,6 +26,7 @@ from django.core.cache import BaseCache, caches
 from django.utils import timezone
 
 from user_sessions.backends import db
+from user_sessions.client import anonymize_ip
 from user_sessions.models import Session
 
 KEY_PREFIX = "user_sessions.cached_db"
@@ -49,7 +50,7 @@ class SessionStore(db.SessionStore):
 
     @property
     def cache_key(self) -> str:
-        return _cache_key(self._get_or_create_session_key())
+        return _cache_key(self._get_or_create_session_key())  # type: ignore[attr-defined]
 
     def _entry(self, data: dict[str, Any], row: db.RowState) -> dict[str, Any]:
         return {
@@ -93,7 +94,7 @@ class SessionStore(db.SessionStore):
 
     def _write(self, obj: Session, must_create: bool) -> None:
         row = db.RowState(obj.last_activity, obj.ip, obj.user_agent)
-        data = self._get_session(no_load=must_create)
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         self._cache_call("set", self.cache_key, self._entry(data, row), self.get_expiry_age())
         try:
             super()._write(obj, must_create)
@@ -103,17 +104,17 @@ class SessionStore(db.SessionStore):
 
     def touch(self, now: datetime.datetime | None = None) -> bool:
         now = now or timezone.now()
-        ip = db.anonymize_ip(self.ip)
+        ip = anonymize_ip(self.ip)
         row = db.RowState(now, ip, self.user_agent)
-        data = self._get_session()
+        data = self._get_session()  # type: ignore[attr-defined]
         self._cache_call("set", self.cache_key, self._entry(data, row), self.get_expiry_age())
         try:
             alive = super().touch(now)
         except Exception:
-            self._bury([self._get_or_create_session_key()])
+            self._bury([self._get_or_create_session_key()])  # type: ignore[attr-defined]
             raise
         if not alive:
-            self._bury([self._get_or_create_session_key()])
+            self._bury([self._get_or_create_session_key()])  # type: ignore[attr-defined]
         return alive
 
     @staticmethod

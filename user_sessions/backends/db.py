@@ -78,7 +78,7 @@ class SessionStore(SessionBase):
 
     def _get_session_from_db(self) -> Session | None:
         try:
-            obj = self.model.objects.get(
+            obj: Session = self.model.objects.get(
                 session_key=self.session_key, expire_date__gt=timezone.now()
             )
         except (self.model.DoesNotExist, SuspiciousOperation) as exc:
@@ -96,13 +96,13 @@ class SessionStore(SessionBase):
         return self.decode(obj.session_data) if obj else {}
 
     def exists(self, session_key: str) -> bool:
-        return self.model.objects.filter(session_key=session_key).exists()
+        return bool(self.model.objects.filter(session_key=session_key).exists())
 
     # -- writing ---------------------------------------------------------
 
     def create(self) -> None:
         while True:
-            self._session_key = self._get_new_session_key()
+            self._session_key = self._get_new_session_key()  # type: ignore[attr-defined]
             try:
                 self.save(must_create=True)
             except CreateError:
@@ -115,13 +115,13 @@ class SessionStore(SessionBase):
         if value is None:
             return None
         try:
-            return get_user_model()._meta.pk.to_python(value)  # type: ignore[union-attr]
+            return get_user_model()._meta.pk.to_python(value)
         except (ValidationError, TypeError, ValueError):
             return None
 
     def create_model_instance(self, data: dict[str, Any]) -> Session:
         obj = self.model(
-            session_key=self._get_or_create_session_key(),
+            session_key=self._get_or_create_session_key(),  # type: ignore[attr-defined]
             session_data=self.encode(data),
             expire_date=self.get_expiry_date(),
             user_id=self._owner_id(data),
@@ -163,7 +163,7 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
-        data = self._get_session(no_load=must_create)
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         self._write(self.create_model_instance(data), must_create)
         return None
 
@@ -222,7 +222,7 @@ class SessionStore(SessionBase):
     # -- housekeeping ----------------------------------------------------
 
     @classmethod
-    def clear_expired(cls) -> int:
+    def clear_expired(cls) -> int:  # type: ignore[override]
         """Delete expired rows in bounded batches; returns how many went."""
         model = cls.get_model_class()
         now = timezone.now()
@@ -238,10 +238,13 @@ class SessionStore(SessionBase):
                 return total
             # Expired sessions cannot be served from a cache either (its
             # entries expire with them), so the plain delete suffices.
-            total += model.objects.using(using).filter(session_key__in=keys)._raw_delete(using)
+            deleted: int = (
+                model.objects.using(using).filter(session_key__in=keys)._raw_delete(using)
+            )
+            total += deleted
             if len(keys) < CLEAR_EXPIRED_BATCH_SIZE:
                 return total
 
     @classmethod
-    async def aclear_expired(cls) -> int:
+    async def aclear_expired(cls) -> int:  # type: ignore[override]
         return await sync_to_async(cls.clear_expired)()

@@ -7,6 +7,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+
 class Migration(migrations.Migration):
     dependencies = [
         ("user_sessions", "0001_initial"),
@@ -52,9 +53,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="session",
             name="created_at",
-            field=models.DateTimeField(
-                default=django.utils.timezone.now, verbose_name="signed in"
-            ),
+            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name="signed in"),
         ),
         migrations.AddField(
             model_name="session",

@@ -22,8 +22,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="session",
-            index=models.Index(
-                fields=["user", "-last_activity"], name="user_sessions_user_recent"
-            ),
+            index=models.Index(fields=["user", "-last_activity"], name="user_sessions_user_recent"),
         ),
     ]
