@@ -153,7 +153,9 @@ class SessionStore(SessionBase):
         except IntegrityError as exc:
             if must_create:
                 raise CreateError from exc
-            raise
+            # The owner named in the data no longer exists (its rows went with
+            # it): the session is gone as far as this request is concerned.
+            raise UpdateError from exc
         except DatabaseError as exc:
             if not must_create:
                 raise UpdateError from exc
@@ -231,7 +233,7 @@ class SessionStore(SessionBase):
         while True:
             keys = list(
                 model.objects.using(using)
-                .filter(expire_date__lt=now)
+                .filter(expire_date__lte=now)
                 .values_list("session_key", flat=True)[:CLEAR_EXPIRED_BATCH_SIZE]
             )
             if not keys:
