@@ -256,3 +256,18 @@ def test_queryset_delete_skips_the_key_lookup_without_a_cache(settings):
     with CaptureQueriesContext(connection) as queries:
         Session.objects.filter(pk=store.session_key).delete()
     assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["DELETE"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_data_naming_a_deleted_owner_ends_the_session_instead_of_erroring(
+    engine: str, user_factory: Any
+):
+    ghost = user_factory()
+    ghost_pk = ghost.pk
+    ghost.delete()
+    store = store_class(engine)(user_agent="UA", ip=None)
+    store["a"] = 1
+    store.save()
+    store[SESSION_KEY] = str(ghost_pk)
+    with pytest.raises(UpdateError):
+        store.save()
