@@ -107,7 +107,8 @@ class Session(AbstractBaseSession):
         return SessionStore
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        limit = cast("models.CharField[Any, Any]", self._meta.get_field("user_agent")).max_length or 0
+        field = cast("models.CharField[Any, Any]", self._meta.get_field("user_agent"))
+        limit = field.max_length or 0
         if self.user_agent and len(self.user_agent) > limit:
             self.user_agent = self.user_agent[:limit]
         super().save(*args, **kwargs)
