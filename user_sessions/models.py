@@ -114,8 +114,9 @@ class Session(AbstractBaseSession):
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        key = self.session_key  # Django clears the pk once the row is gone
         result = super().delete(*args, **kwargs)
-        _forget_cached([self.session_key])
+        _forget_cached([key])
         return result
 
     def revoke(self) -> None:

@@ -1,6 +1,16 @@
+"""Mount with ``path("account/sessions/", include("user_sessions.urls"))``; any prefix works."""
+
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import URLPattern, path
+
+from user_sessions import views
 
 app_name = "user_sessions"
-urlpatterns: list = []
+
+urlpatterns: list[URLPattern] = [
+    path("", views.SessionListView.as_view(), name="session_list"),
+    # Before the handle pattern, although no handle is ever this short.
+    path("others/delete/", views.SessionDeleteOtherView.as_view(), name="session_delete_other"),
+    path("<str:handle>/delete/", views.SessionDeleteView.as_view(), name="session_delete"),
+]

@@ -1,0 +1,394 @@
+/*
+ * django-user-sessions: behaviour of the "Your devices" widget.
+ *
+ * htmx sends the confirmed POSTs (the dialog forms carry their own hx-*
+ * attributes); this file opens and closes the dialogs, keeps focus where a
+ * keyboard user expects it and refreshes the list in place. It listens to no
+ * htmx event (their names differ between htmx 2 and 4): it watches the DOM.
+ *
+ * Configuration comes from data attributes on the widget root:
+ *   data-us-refresh-url       the list URL (answers HX-Request with the list partial)
+ *   data-us-refresh-interval  seconds between refreshes, 0 for none
+ */
+(function () {
+  "use strict";
+
+  // Loaded twice (a site's <head> and the widget, or an htmx swap that
+  // re-runs the script): only look for new widgets.
+  if (window.UserSessions) {
+    window.UserSessions.scan(document);
+    return;
+  }
+
+  var ROOT = "[data-us-widget]";
+  var LIST = "[data-us-list]";
+  var ROW = "[data-handle]";
+
+  function scan(scope) {
+    (scope || document).querySelectorAll(ROOT).forEach(init);
+  }
+
+  function init(root) {
+    if (root.usState) {
+      return;
+    }
+    // "swaps" counts lists htmx put in; a refresh that began before one is stale.
+    var state = (root.usState = { root: root, trigger: null, timer: null, busy: false, swaps: 0 });
+    root.addEventListener("submit", function (event) {
+      onSubmit(state, event);
+    });
+    root.addEventListener("click", function (event) {
+      var close = event.target.closest("[data-us-close]");
+      var dialog = close && close.closest("dialog");
+      if (dialog && dialog.open) {
+        dialog.close();
+      }
+    });
+    // "close" does not bubble; capturing still sees it.
+    root.addEventListener(
+      "close",
+      function (event) {
+        onClose(state, event.target);
+      },
+      true
+    );
+    new MutationObserver(function (records) {
+      onMutations(state, records);
+    }).observe(root, { childList: true, subtree: true });
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) {
+        stop(state);
+      } else {
+        // Back on the tab: catch up at once, then keep the rhythm.
+        schedule(state, 0);
+      }
+    });
+    schedule(state);
+  }
+
+  // Dialogs ------------------------------------------------------------------
+
+  function onSubmit(state, event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-us-confirm]")) {
+      return;
+    }
+    var dialog = findDialog(state, form.getAttribute("data-us-confirm"));
+    if (!dialog || typeof dialog.showModal !== "function") {
+      // No dialog support: the plain form does the job (the server may ask
+      // for confirmation on a page of its own).
+      return;
+    }
+    event.preventDefault();
+    var button = event.submitter || form.querySelector("button");
+    state.trigger = { element: button, handle: rowHandle(form), index: rowIndex(state, form) };
+    openDialog(dialog);
+  }
+
+  // Dialogs are found by data-us-dialog, not by id: htmx 4 copies the old
+  // attributes (such as "open") onto new elements of the same id while a swap
+  // settles, which would leave a re-sent dialog half open.
+  function findDialog(state, key) {
+    var found = null;
+    state.root.querySelectorAll("dialog[data-us-dialog]").forEach(function (dialog) {
+      if (dialog.getAttribute("data-us-dialog") === key) {
+        found = dialog;
+      }
+    });
+    return found;
+  }
+
+  function openDialog(dialog) {
+    dialog.removeAttribute("data-us-open");
+    if (!dialog.open) {
+      dialog.showModal();
+    }
+    // A password to type, else the safe choice: destructive buttons are
+    // never the default.
+    var target =
+      dialog.querySelector("[aria-invalid='true']") ||
+      dialog.querySelector("input:not([type='hidden'])") ||
+      dialog.querySelector("[data-us-close]");
+    if (target) {
+      target.focus();
+    }
+  }
+
+  function onClose(state, dialog) {
+    if (!dialog || dialog.tagName !== "DIALOG") {
+      return;
+    }
+    dialog.querySelectorAll("input[type='password']").forEach(function (input) {
+      input.value = "";
+    });
+    if (dialog.isConnected) {
+      // Cancelled (button or Escape). A dialog that left the page was
+      // replaced by a response; onMutations takes care of focus then.
+      restoreFocus(state);
+    }
+  }
+
+  function onMutations(state, records) {
+    records.forEach(function (record) {
+      record.addedNodes.forEach(function (node) {
+        if (node.nodeType !== 1) {
+          return;
+        }
+        var list = node.matches(LIST) ? node : node.querySelector(LIST);
+        if (list) {
+          listArrived(state, list);
+        }
+      });
+    });
+  }
+
+  // htmx swapped in a new list: the answer to a confirmed sign-out.
+  function listArrived(state, list) {
+    state.swaps += 1;
+    var reopen = list.querySelector("dialog[data-us-open]");
+    if (reopen) {
+      // Refused (wrong password): the same dialog, now with the error.
+      openDialog(reopen);
+    } else {
+      restoreFocus(state);
+    }
+    var message = list.getAttribute("data-us-announce");
+    if (message) {
+      announce(state, message);
+    }
+  }
+
+  function restoreFocus(state) {
+    var trigger = state.trigger;
+    state.trigger = null;
+    var active = document.activeElement;
+    if (active && active !== document.body && active.isConnected && !active.closest("dialog")) {
+      return;
+    }
+    if (trigger && trigger.element && trigger.element.isConnected) {
+      trigger.element.focus();
+      return;
+    }
+    var rows = currentRows(state);
+    var row = trigger && trigger.handle && rows.filter(function (r) {
+      return r.getAttribute("data-handle") === trigger.handle;
+    })[0];
+    if (!row && trigger && trigger.index >= 0) {
+      // The row is gone: its successor took its place, else its predecessor.
+      var others = rows.filter(function (r) {
+        return !r.hasAttribute("data-us-current");
+      });
+      var position = rows.length - others.length;
+      row = others[Math.max(trigger.index - position, 0)] || others[others.length - 1];
+    }
+    var button = row && row.querySelector("form[data-us-confirm] button");
+    var fallback = button || state.root.querySelector(".us-widget__heading");
+    if (fallback) {
+      fallback.focus();
+    }
+  }
+
+  function announce(state, message) {
+    var status = state.root.querySelector("[data-us-status]");
+    if (!status) {
+      return;
+    }
+    // Emptying first makes the same message count as new.
+    status.textContent = "";
+    window.setTimeout(function () {
+      status.textContent = message;
+    }, 100);
+  }
+
+  function currentRows(state) {
+    var list = state.root.querySelector(LIST);
+    return list ? Array.prototype.slice.call(list.querySelectorAll("[data-us-rows] > " + ROW)) : [];
+  }
+
+  function rowHandle(element) {
+    var row = element.closest(ROW);
+    return row ? row.getAttribute("data-handle") : null;
+  }
+
+  function rowIndex(state, element) {
+    var row = element.closest(ROW);
+    return row ? currentRows(state).indexOf(row) : -1;
+  }
+
+  // Refreshing ---------------------------------------------------------------
+
+  function interval(state) {
+    var seconds = parseInt(state.root.getAttribute("data-us-refresh-interval"), 10);
+    return state.root.getAttribute("data-us-refresh-url") && seconds > 0 ? seconds * 1000 : 0;
+  }
+
+  function stop(state) {
+    window.clearTimeout(state.timer);
+    state.timer = null;
+  }
+
+  function schedule(state, delay) {
+    stop(state);
+    var every = interval(state);
+    if (!every || document.hidden) {
+      return;
+    }
+    state.timer = window.setTimeout(function () {
+      refresh(state);
+    }, delay === undefined ? every : delay);
+  }
+
+  function refresh(state) {
+    if (!state.root.isConnected) {
+      return; // The widget left the page; so does its timer.
+    }
+    if (state.busy || document.hidden || state.root.querySelector("dialog[open]")) {
+      // Never change the list under an open dialog or a pending answer.
+      schedule(state);
+      return;
+    }
+    state.busy = true;
+    var swaps = state.swaps;
+    window
+      .fetch(state.root.getAttribute("data-us-refresh-url"), {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
+      })
+      .then(function (response) {
+        var redirect = response.headers.get("HX-Redirect");
+        if (redirect) {
+          // This session ended (signed out elsewhere): off to the sign-in page.
+          follow(redirect);
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) {
+        if (html && swaps === state.swaps) {
+          update(state, html);
+        }
+      })
+      .catch(function () {
+        // Offline or a server hiccup: the next round tries again.
+      })
+      .then(function () {
+        state.busy = false;
+        schedule(state);
+      });
+  }
+
+  function follow(url) {
+    var target = new URL(url, window.location.href);
+    if (target.origin === window.location.origin) {
+      window.location.assign(target.href);
+    }
+  }
+
+  // A keyed update instead of a swap: rows are matched by data-handle, only
+  // what changed is touched, and nothing holding focus is replaced or moved.
+  function update(state, html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var fresh = template.content.querySelector(LIST);
+    var list = state.root.querySelector(LIST);
+    if (!fresh || !list || state.root.querySelector("dialog[open]")) {
+      return;
+    }
+    var rows = list.querySelector("[data-us-rows]");
+    var freshRows = fresh.querySelector("[data-us-rows]");
+    if (!rows || !freshRows) {
+      return;
+    }
+    var existing = {};
+    childRows(rows).forEach(function (row) {
+      existing[row.getAttribute("data-handle")] = row;
+    });
+    var wanted = childRows(freshRows);
+    var keep = {};
+    wanted.forEach(function (row) {
+      keep[row.getAttribute("data-handle")] = true;
+    });
+    var lostFocus = null;
+    Object.keys(existing).forEach(function (handle) {
+      var row = existing[handle];
+      if (!keep[handle]) {
+        if (row.contains(document.activeElement)) {
+          lostFocus = { element: null, handle: handle, index: rowIndex(state, row) };
+        }
+        row.remove();
+      }
+    });
+    var previous = null;
+    wanted.forEach(function (freshRow) {
+      var row = existing[freshRow.getAttribute("data-handle")];
+      if (!row) {
+        row = document.importNode(freshRow, true);
+        placeAfter(rows, row, previous);
+        if (window.htmx && typeof window.htmx.process === "function") {
+          window.htmx.process(row);
+        }
+      } else {
+        syncParts(row, freshRow, false);
+        var inPlace = previous ? previous.nextElementSibling === row : rows.firstElementChild === row;
+        if (!inPlace && !row.contains(document.activeElement)) {
+          placeAfter(rows, row, previous);
+        }
+      }
+      previous = row;
+    });
+    syncParts(list, fresh, true);
+    var others = list.querySelector("[data-us-others]");
+    var freshOthers = fresh.querySelector("[data-us-others]");
+    if (others && freshOthers) {
+      others.hidden = freshOthers.hidden;
+    }
+    if (lostFocus) {
+      state.trigger = lostFocus;
+      restoreFocus(state);
+    }
+  }
+
+  function childRows(container) {
+    return Array.prototype.filter.call(container.children, function (child) {
+      return child.matches(ROW);
+    });
+  }
+
+  function placeAfter(container, row, previous) {
+    container.insertBefore(row, previous ? previous.nextElementSibling : container.firstElementChild);
+  }
+
+  // Parts marked data-us-sync hold text only, so replacing them is safe.
+  function syncParts(container, fresh, outsideRows) {
+    function parts(scope) {
+      var found = {};
+      scope.querySelectorAll("[data-us-sync]").forEach(function (part) {
+        if (outsideRows && part.closest(ROW)) {
+          return;
+        }
+        found[part.getAttribute("data-us-sync")] = part;
+      });
+      return found;
+    }
+    var current = parts(container);
+    var incoming = parts(fresh);
+    Object.keys(current).forEach(function (name) {
+      var part = current[name];
+      var replacement = incoming[name];
+      if (replacement && replacement.outerHTML !== part.outerHTML) {
+        part.replaceWith(document.importNode(replacement, true));
+      }
+    });
+  }
+
+  window.UserSessions = { scan: scan, init: init };
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      scan(document);
+    });
+  } else {
+    scan(document);
+  }
+})();

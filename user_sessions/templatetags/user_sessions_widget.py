@@ -1,0 +1,82 @@
+"""Tags for the "Your devices" widget: its state, its static files and its password form.
+
+``{% load user_sessions_widget %}``; the label filters live in ``{% load user_sessions %}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crispy_forms.templatetags.crispy_forms_tags import CrispyFormNode
+from django import forms, template
+from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from user_sessions.conf import app_settings
+from user_sessions.views import DeviceList, build_device_list
+
+register = template.Library()
+
+STYLESHEET = "user_sessions/user_sessions.css"
+SCRIPT = "user_sessions/user_sessions.js"
+
+
+@register.simple_tag(takes_context=True)
+def user_sessions_widget(context: template.Context, heading_level: Any = None) -> DeviceList:
+    """``{% user_sessions_widget as widget %}``: the signed-in user's sessions and more.
+
+    A view that already built the state (with an open dialog, say) passes it
+    as ``widget``; it is used as it is, so a page costs one sessions query.
+    """
+    existing = context.get("widget")
+    if isinstance(existing, DeviceList):
+        return existing
+    request = context.get("request")
+    if request is None:
+        raise ImproperlyConfigured(
+            "The user_sessions widget needs 'django.template.context_processors.request' "
+            "in the template engine's context processors."
+        )
+    try:
+        level = min(max(int(heading_level), 1), 5)
+    except (TypeError, ValueError):
+        level = 2
+    return build_device_list(request, heading_level=level)
+
+
+@register.simple_tag(takes_context=True)
+def user_sessions_assets(context: template.Context) -> SafeString:
+    """The widget's stylesheet and script, with the CSP nonce when there is one.
+
+    Both are safe to emit more than once per page: browsers share the
+    stylesheet and the script initialises each widget only once.
+    """
+    request = context.get("request")
+    nonce = context.get("csp_nonce") or getattr(request, "csp_nonce", None)
+    nonce_attr = format_html(' nonce="{}"', nonce) if nonce else ""
+    return format_html(
+        '<link rel="stylesheet" href="{}"{}><script src="{}" defer{}></script>',
+        static(STYLESHEET),
+        nonce_attr,
+        static(SCRIPT),
+        nonce_attr,
+    )
+
+
+@register.simple_tag(takes_context=True)
+def user_sessions_form(context: template.Context, form: forms.Form) -> SafeString:
+    """Render ``form`` with django-crispy-forms, in the pack its helper names.
+
+    Not ``{% crispy %}``: that tag reads ``settings.CRISPY_TEMPLATE_PACK`` when
+    the template is compiled (an error when a site never set it) and refuses
+    packs missing from ``CRISPY_ALLOWED_TEMPLATE_PACKS``. The package's own
+    pack has to work without either setting.
+    """
+    helper = getattr(form, "helper", None)
+    pack = getattr(helper, "template_pack", None) or app_settings.CRISPY_TEMPLATE_PACK
+    node = CrispyFormNode("form", "helper" if helper is not None else None, template_pack=pack)
+    with context.push(form=form, helper=helper):
+        rendered: SafeString = node.render(context)
+    return rendered
