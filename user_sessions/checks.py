@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from user_sessions.conf import app_settings
 
@@ -45,37 +46,44 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     if ours and not _uses_our_engine():
         errors.append(
             checks.Error(
-                f"{OUR_MIDDLEWARE} is installed but SESSION_ENGINE is {settings.SESSION_ENGINE!r}.",
-                hint="Set SESSION_ENGINE = 'user_sessions.backends.db' "
-                "(or 'user_sessions.backends.cached_db').",
+                _("%(middleware)s is installed but SESSION_ENGINE is %(engine)r.")
+                % {"middleware": OUR_MIDDLEWARE, "engine": settings.SESSION_ENGINE},
+                hint=_("Set SESSION_ENGINE = %(db)r (or %(cached_db)r).")
+                % {"db": OUR_ENGINES[0], "cached_db": OUR_ENGINES[1]},
                 id="user_sessions.E001",
             )
         )
     if djangos and _uses_our_engine():
         errors.append(
             checks.Error(
-                f"SESSION_ENGINE is {settings.SESSION_ENGINE!r} but MIDDLEWARE uses Django's "
-                "SessionMiddleware, so no IP address, user agent or activity is recorded.",
-                hint=f"Replace {DJANGO_MIDDLEWARE!r} with {OUR_MIDDLEWARE!r} in MIDDLEWARE.",
+                _(
+                    "SESSION_ENGINE is %(engine)r but MIDDLEWARE uses Django's "
+                    "SessionMiddleware, so no IP address, user agent or activity is recorded."
+                )
+                % {"engine": settings.SESSION_ENGINE},
+                hint=_("Replace %(django)r with %(ours)r in MIDDLEWARE.")
+                % {"django": DJANGO_MIDDLEWARE, "ours": OUR_MIDDLEWARE},
                 id="user_sessions.E002",
             )
         )
     if _uses_our_engine() and not ours and not djangos:
         errors.append(
             checks.Error(
-                f"SESSION_ENGINE is {settings.SESSION_ENGINE!r} but no session middleware "
-                "is installed.",
-                hint=f"Add {OUR_MIDDLEWARE!r} to MIDDLEWARE.",
+                _("SESSION_ENGINE is %(engine)r but no session middleware is installed.")
+                % {"engine": settings.SESSION_ENGINE},
+                hint=_("Add %(ours)r to MIDDLEWARE.") % {"ours": OUR_MIDDLEWARE},
                 id="user_sessions.E003",
             )
         )
     if "django.contrib.sessions" in settings.INSTALLED_APPS:
         errors.append(
             checks.Warning(
-                "Both 'django.contrib.sessions' and 'user_sessions' are in INSTALLED_APPS.",
-                hint="Remove 'django.contrib.sessions' once its sessions are imported with "
-                "'manage.py migratesessions'; both ship a 'clearsessions' command and a "
-                "Session model.",
+                _("Both 'django.contrib.sessions' and 'user_sessions' are in INSTALLED_APPS."),
+                hint=_(
+                    "Remove 'django.contrib.sessions' once its sessions are imported with "
+                    "'manage.py migratesessions'; both ship a 'clearsessions' command and a "
+                    "Session model."
+                ),
                 id="user_sessions.W004",
             )
         )
@@ -101,9 +109,12 @@ def check_geoip(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     if not Path(path).exists():
         return [
             checks.Warning(
-                f"GEOIP_PATH {str(path)!r} does not exist; sessions will show no location.",
-                hint="Point GEOIP_PATH at a MaxMind City or Country database (.mmdb) or the "
-                "folder holding it, or remove the setting.",
+                _("GEOIP_PATH %(path)r does not exist; sessions will show no location.")
+                % {"path": str(path)},
+                hint=_(
+                    "Point GEOIP_PATH at a MaxMind City or Country database (.mmdb) or the "
+                    "folder holding it, or remove the setting."
+                ),
                 id="user_sessions.W006",
             )
         ]
