@@ -694,3 +694,14 @@ def test_filters_return_none_for_unknown_values(
 
     assert render(source, {"ua": "", "ip": "example.com"}) == "? ? ? ? ? ? ? ?"
     assert render("{{ ip|city|default:'?' }}", {"ip": GERMANY_IP}) == "?"
+
+
+def test_traditional_chinese_never_gets_simplified_names() -> None:
+    location = devices.Location(
+        city_names={"en": "Beijing", "zh-CN": "北京"},
+        country_names={"en": "China", "zh-CN": "中国"},
+        country_code="CN",
+    )
+    assert location.country_name("zh-hans") == "中国"
+    assert location.country_name("zh-hant") == "China"
+    assert location.city_name("zh-tw") == "Beijing"

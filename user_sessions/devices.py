@@ -291,6 +291,9 @@ def _lookup_address(address: str) -> Location | None:
     )
 
 
+TRADITIONAL_CHINESE = frozenset({"zh-hant", "zh-tw", "zh-hk", "zh-mo"})
+
+
 def _pick_name(names: Mapping[str, str], language: str | None) -> str | None:
     if not names:
         return None
@@ -301,9 +304,12 @@ def _pick_name(names: Mapping[str, str], language: str | None) -> str | None:
     for code in (wanted, base):
         if code in by_code:
             return by_code[code]
-    for code, name in by_code.items():
-        if code.split("-", 1)[0] == base:
-            return name
+    # MaxMind's only Chinese names are Simplified ("zh-CN"): a Traditional
+    # Chinese page reads English names better than the other script.
+    if wanted not in TRADITIONAL_CHINESE:
+        for code, name in by_code.items():
+            if code.split("-", 1)[0] == base:
+                return name
     return by_code.get("en")
 
 
