@@ -384,8 +384,9 @@ def test_directory_prefers_the_city_database_under_default_names(
         ("pt-br", "Zwolle, Holanda", "São Paulo, Brasil"),
         # "pt" alone matches MaxMind's "pt-BR".
         ("pt", "Zwolle, Holanda", "São Paulo, Brasil"),
-        # Each name falls back to English on its own.
-        ("ja", "ズヴォレ, Netherlands", "São Paulo, Brazil"),
+        # Each name falls back to English on its own; Japanese puts the
+        # country first (its catalogue's pattern).
+        ("ja", "Netherlands、ズヴォレ", "Brazil、São Paulo"),
         ("nl", "Zwolle, Netherlands", "São Paulo, Brazil"),
     ],
 )
