@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.db import DatabaseError
 
 from user_sessions.backends.db import SessionStore as UserSessionStore
 from user_sessions.client import get_client_ip, get_user_agent
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from django.http import HttpRequest, HttpResponse, HttpResponseBase
+
+logger = logging.getLogger("user_sessions.middleware")
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
@@ -56,7 +60,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             and not settings.SESSION_SAVE_EVERY_REQUEST
             and response.status_code < 500
             and session.activity_due()
-            and not session.touch()
+            and not self._touch(session)
         ):
             # The session was revoked while this request ran: nothing is
             # written back, and as an empty session Django's code below
@@ -65,3 +69,12 @@ class SessionMiddleware(DjangoSessionMiddleware):
             session._session_key = None
             session.modified = False
         return super().process_response(request, response)
+
+    @staticmethod
+    def _touch(session: UserSessionStore) -> bool:
+        """Record activity; a database error costs the record, not the response."""
+        try:
+            return session.touch()
+        except DatabaseError:
+            logger.warning("Could not record session activity", exc_info=True)
+            return True

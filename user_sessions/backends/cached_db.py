@@ -22,7 +22,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import UpdateError
 from django.core.cache import BaseCache, caches
+from django.db import DatabaseError
 from django.utils import timezone
 
 from user_sessions.backends import db
@@ -48,6 +50,15 @@ def _cache_key(session_key: str) -> str:
 class SessionStore(db.SessionStore):
     cache_key_prefix = KEY_PREFIX
 
+    def __init__(
+        self,
+        session_key: str | None = None,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> None:
+        super().__init__(session_key, user_agent=user_agent, ip=ip)
+        self._expire_date: datetime.datetime | None = None
+
     @property
     def cache_key(self) -> str:
         return _cache_key(self._get_or_create_session_key())  # type: ignore[attr-defined]
@@ -55,10 +66,14 @@ class SessionStore(db.SessionStore):
     def _entry(self, data: dict[str, Any], row: db.RowState) -> dict[str, Any]:
         return {
             "data": data,
+            "expire_date": self._expire_date,
             "last_activity": row.last_activity,
             "ip": row.ip,
             "user_agent": row.user_agent,
         }
+
+    def _timeout(self) -> int:
+        return self.get_expiry_age(expiry=self._expire_date or timezone.now())
 
     def _cache_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -74,19 +89,38 @@ class SessionStore(db.SessionStore):
         if entry == TOMBSTONE:
             self._session_key = None
             return {}
-        if isinstance(entry, dict) and "data" in entry:
+        if isinstance(entry, dict) and "data" in entry and "expire_date" in entry:
             self._row = db.RowState(entry["last_activity"], entry["ip"], entry["user_agent"])
-            return entry["data"]  # type: ignore[no-any-return]
+            self._expire_date = entry["expire_date"]
+            data: dict[str, Any] = entry["data"]
+            # Once per activity interval a hit is checked against the row
+            # (the activity write does it for free): a revoke that could not
+            # reach the cache, because it was down, is noticed here before
+            # the session is used.
+            if self.activity_due() and not self._refresh_checked(data):
+                self._session_key = None
+                self._row = None
+                return {}
+            return data
         obj = self._get_session_from_db()
         if obj is None:
             return {}
         data = self.decode(obj.session_data)
+        self._expire_date = obj.expire_date
         assert self._row is not None
         # ``add``, not ``set``: a tombstone written by a revoke that happened
         # after our read must win.
-        timeout = self.get_expiry_age(expiry=obj.expire_date)
-        self._cache_call("add", self.cache_key, self._entry(data, self._row), timeout)
+        self._cache_call("add", self.cache_key, self._entry(data, self._row), self._timeout())
         return data
+
+    def _refresh_checked(self, data: dict[str, Any]) -> bool:
+        try:
+            return self._refresh(data)
+        except DatabaseError:
+            # The database is down: keep serving what the cache holds, as
+            # Django's cached_db does; nothing can be revoked meanwhile.
+            logger.warning("Database unavailable; session served from the cache unchecked")
+            return True
 
     def exists(self, session_key: str) -> bool:
         entry = self._cache_call("get", _cache_key(session_key))
@@ -95,27 +129,38 @@ class SessionStore(db.SessionStore):
     def _write(self, obj: Session, must_create: bool) -> None:
         row = db.RowState(obj.last_activity, obj.ip, obj.user_agent)
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
-        self._cache_call("set", self.cache_key, self._entry(data, row), self.get_expiry_age())
+        previous, self._expire_date = self._expire_date, obj.expire_date
+        # The entry goes in before the row is written, so that a revoke
+        # racing this save always has the last word (see the module doc).
+        self._cache_call("set", self.cache_key, self._entry(data, row), self._timeout())
         try:
             super()._write(obj, must_create)
-        except Exception:
+        except UpdateError:
             self._bury([obj.session_key])
             raise
+        except Exception:
+            # Not revoked, just not saved: drop our copy so the next request
+            # reads the row as it is.
+            self._expire_date = previous
+            self._cache_call("delete", self.cache_key)
+            raise
 
-    def touch(self, now: datetime.datetime | None = None) -> bool:
+    def _refresh(self, data: dict[str, Any], now: datetime.datetime | None = None) -> bool:
         now = now or timezone.now()
-        ip = anonymize_ip(self.ip)
-        row = db.RowState(now, ip, self.user_agent)
-        data = self._get_session()  # type: ignore[attr-defined]
-        self._cache_call("set", self.cache_key, self._entry(data, row), self.get_expiry_age())
+        key = self._get_or_create_session_key()  # type: ignore[attr-defined]
+        row = db.RowState(now, anonymize_ip(self.ip), self.user_agent)
+        self._cache_call("set", self.cache_key, self._entry(data, row), self._timeout())
         try:
             alive = super().touch(now)
         except Exception:
-            self._bury([self._get_or_create_session_key()])  # type: ignore[attr-defined]
+            self._cache_call("delete", self.cache_key)
             raise
         if not alive:
-            self._bury([self._get_or_create_session_key()])  # type: ignore[attr-defined]
+            self._bury([key])
         return alive
+
+    def touch(self, now: datetime.datetime | None = None) -> bool:
+        return self._refresh(self._get_session(), now)  # type: ignore[attr-defined]
 
     @staticmethod
     def _bury(session_keys: Iterable[str]) -> None:

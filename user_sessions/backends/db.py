@@ -60,6 +60,8 @@ class SessionStore(SessionBase):
         # nothing about the client, so their saves leave IP/UA/activity alone.
         self.has_client = user_agent is not None or ip is not None
         self._row: RowState | None = None
+        # One activity write per request at most, whatever the interval.
+        self._touched = False
 
     @classmethod
     def get_model_class(cls) -> type[Session]:
@@ -180,7 +182,7 @@ class SessionStore(SessionBase):
 
     def activity_due(self, now: datetime.datetime | None = None) -> bool:
         """Whether this request should refresh the row's activity columns."""
-        if self._row is None or not self.has_client or self.session_key is None:
+        if self._row is None or self._touched or not self.has_client or self.session_key is None:
             return False
         now = now or timezone.now()
         elapsed = (now - self._row.last_activity).total_seconds()
@@ -197,6 +199,7 @@ class SessionStore(SessionBase):
         updated = self.model.objects.filter(session_key=self.session_key).update(
             last_activity=now, ip=ip, user_agent=self.user_agent
         )
+        self._touched = True
         if updated:
             self._row = RowState(now, ip, self.user_agent)
         return bool(updated)
