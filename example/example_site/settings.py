@@ -1,0 +1,115 @@
+"""Settings of the example site: a plain Django project plus django-user-sessions.
+
+The lines that matter for the package are marked "user_sessions". Everything
+read from ``EXAMPLE_*`` environment variables exists for the browser tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from django.utils.log import DEFAULT_LOGGING
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("EXAMPLE_SECRET_KEY", "example-only-not-secret")
+DEBUG = os.environ.get("EXAMPLE_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    # user_sessions: replaces "django.contrib.sessions".
+    "user_sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "example_site",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # user_sessions: replaces "django.contrib.sessions.middleware.SessionMiddleware".
+    "user_sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+# user_sessions: or "user_sessions.backends.cached_db".
+SESSION_ENGINE = "user_sessions.backends.db"
+
+ROOT_URLCONF = "example_site.urls"
+WSGI_APPLICATION = "example_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_DB_PATH") or BASE_DIR / "db.sqlite3",
+        "OPTIONS": {
+            # Several browsers sign in and poll at once: let writers queue
+            # instead of failing with "database is locked".
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+
+if os.environ.get("EXAMPLE_FAST_HASHER") == "1":
+    # The browser tests sign in dozens of times; a real hasher would dominate their run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "account"
+LOGOUT_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [
+    ("en", _("English")),
+    ("de", _("German")),
+    ("nl", _("Dutch")),
+    ("fr", _("French")),
+    ("ar", _("Arabic")),
+    ("he", _("Hebrew")),
+    ("fa", _("Persian")),
+]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# user_sessions: how often the widget refreshes its list (seconds; 0 = never).
+if os.environ.get("EXAMPLE_REFRESH_INTERVAL"):
+    USER_SESSIONS_REFRESH_INTERVAL = int(os.environ["EXAMPLE_REFRESH_INTERVAL"])
+
+if os.environ.get("EXAMPLE_QUIET_SERVER") == "1":
+    # The browser tests keep runserver's warnings and errors, not a line per request.
+    LOGGING = copy.deepcopy(DEFAULT_LOGGING)
+    LOGGING["loggers"]["django.server"]["level"] = "WARNING"

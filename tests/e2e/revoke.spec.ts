@@ -1,0 +1,87 @@
+// Signing out one other session through the confirmation dialog, on htmx 2 and htmx 4.
+import {
+  expect,
+  markWindow,
+  sessionRow,
+  signOutButton,
+  statusMessage,
+  test,
+  userAgents,
+  widget,
+  windowMarker,
+} from './fixtures';
+
+const accountPages = [
+  { htmx: 'htmx 2', path: '/account/' },
+  { htmx: 'htmx 4', path: '/account/htmx4/' },
+];
+
+for (const { htmx, path } of accountPages) {
+  test.describe(htmx, () => {
+    test('revoking another session removes its row without a reload', async ({
+      signIn,
+      signInElsewhere,
+    }) => {
+      const other = await signInElsewhere(userAgents.firefoxWindows);
+      const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
+      await markWindow(page);
+
+      const row = sessionRow(page, 'Firefox on Windows');
+      await signOutButton(row).click();
+      const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
+      await expect(dialog).toBeVisible();
+      await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
+
+      await expect(dialog).toBeHidden();
+      await expect(row).toHaveCount(0);
+      await expect(statusMessage(page, 'Firefox on Windows was signed out.')).toBeVisible();
+      await expect(page.getByText('You are not signed in anywhere else.')).toBeVisible();
+      // The row went away by a swap, not by loading the page again.
+      expect(await windowMarker(page)).toBe('no navigation');
+      await expect(page).toHaveURL(path);
+      await expect(sessionRow(page, 'Chrome on macOS')).toContainText('This device');
+
+      // The revoked browser finds out at its next request.
+      await other.goto('/account/');
+      await expect(other).toHaveURL('/login/?next=/account/');
+    });
+
+    test('cancelling the dialog changes nothing', async ({ signIn, signInElsewhere }) => {
+      const other = await signInElsewhere(userAgents.firefoxWindows);
+      const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
+
+      const row = sessionRow(page, 'Firefox on Windows');
+      await signOutButton(row).click();
+      const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
+      await expect(dialog).toBeVisible();
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+      await expect(dialog).toBeHidden();
+      await expect(row).toBeVisible();
+      await expect(signOutButton(row)).toBeFocused();
+
+      // Nothing changed on the server either.
+      await page.reload();
+      await expect(sessionRow(page, 'Firefox on Windows')).toBeVisible();
+      await expect(widget(page).getByRole('listitem')).toHaveCount(2);
+      await other.goto('/account/');
+      await expect(other).toHaveURL('/account/');
+    });
+
+    test('signing out this device from its own row', async ({ signIn, signInElsewhere }) => {
+      const other = await signInElsewhere(userAgents.firefoxWindows);
+      const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
+
+      await signOutButton(sessionRow(page, 'This device')).click();
+      const dialog = page.getByRole('dialog', { name: 'Sign out of this device?' });
+      await expect(dialog).toBeVisible();
+      await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
+
+      // A normal sign-out: off to LOGOUT_REDIRECT_URL (the home page), signed out.
+      await expect(page).toHaveURL('/');
+      await expect(page.getByRole('navigation', { name: 'Main' })).toContainText('Sign in');
+      await other.goto('/account/');
+      await expect(other).toHaveURL('/account/');
+    });
+  });
+}
