@@ -67,3 +67,20 @@ def test_missing_geoip_path(settings, tmp_path):
     assert ids(messages) == ["user_sessions.W006"]
     settings.GEOIP_PATH = str(tmp_path)
     assert check_geoip() == []
+
+
+def test_cached_db_on_a_process_local_cache_warns(settings):
+    from user_sessions.checks import check_cache
+
+    settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ids(check_cache()) == ["user_sessions.W007"]
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "sessions": {"BACKEND": "django.core.cache.backends.redis.RedisCache"},
+    }
+    settings.SESSION_CACHE_ALIAS = "sessions"
+    assert check_cache() == []
+    settings.SESSION_ENGINE = "user_sessions.backends.db"
+    settings.SESSION_CACHE_ALIAS = "default"
+    assert check_cache() == []

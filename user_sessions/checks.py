@@ -121,6 +121,39 @@ def check_geoip(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     return []
 
 
+# Caches whose entries live inside one process: a revoke reaches only the
+# process that made it, so other workers keep serving the revoked session.
+PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def check_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if settings.SESSION_ENGINE != "user_sessions.backends.cached_db":
+        return []
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if backend not in PROCESS_LOCAL_CACHES:
+        return []
+    return [
+        checks.Warning(
+            _(
+                "SESSION_ENGINE is %(engine)r but the cache %(alias)r (%(backend)s) is not "
+                "shared between processes: a session revoked in one worker stays valid in "
+                "the others until its cached copy expires."
+            )
+            % {"engine": settings.SESSION_ENGINE, "alias": alias, "backend": backend},
+            hint=_(
+                "Use a shared cache (Redis, Memcached, database) for sessions, or "
+                "SESSION_ENGINE = 'user_sessions.backends.db'."
+            ),
+            id="user_sessions.W007",
+        )
+    ]
+
+
 def register() -> None:
     checks.register(check_setup)
     checks.register(check_geoip)
+    checks.register(check_cache)

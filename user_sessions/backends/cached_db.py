@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import UpdateError
 from django.core.cache import BaseCache, caches
 from django.db import DatabaseError
 from django.utils import timezone
@@ -135,7 +134,7 @@ class SessionStore(db.SessionStore):
         self._cache_call("set", self.cache_key, self._entry(data, row), self._timeout())
         try:
             super()._write(obj, must_create)
-        except UpdateError:
+        except db.SessionGone:
             self._bury([obj.session_key])
             raise
         except Exception:

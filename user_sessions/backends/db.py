@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("user_sessions.backends")
 
+SESSION_KEY_PATTERN = re.compile(r"[a-z0-9]{8,40}")
+
 # Deleting expired rows in slices keeps memory flat and every statement short,
 # whatever the size of the table.
 CLEAR_EXPIRED_BATCH_SIZE = 1000
+
+
+class SessionGone(UpdateError):
+    """The row was deleted (revoked) while this request was using it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,11 @@ class SessionStore(SessionBase):
         return self.get_model_class()
 
     # -- reading ---------------------------------------------------------
+
+    def _validate_session_key(self, key: object) -> bool:
+        # Only what this store issues (Django's alphabet and lengths): a
+        # cookie carrying anything else, a NUL byte say, never reaches SQL.
+        return isinstance(key, str) and SESSION_KEY_PATTERN.fullmatch(key) is not None
 
     def _remember(self, obj: Session) -> None:
         self._row = RowState(obj.last_activity, obj.ip, obj.user_agent)
@@ -138,7 +150,7 @@ class SessionStore(SessionBase):
         return obj
 
     def _update_fields(self) -> list[str]:
-        fields = ["session_data", "expire_date", "user"]
+        fields = ["session_data", "expire_date", "user_id"]
         if self.has_client:
             fields += ["ip", "user_agent", "last_activity"]
         return fields
@@ -149,19 +161,27 @@ class SessionStore(SessionBase):
             with transaction.atomic(using=using):
                 if must_create:
                     obj.save(force_insert=True, using=using)
+                    updated = 1
                 else:
-                    # A missing row makes this raise instead of inserting it.
-                    obj.save(force_update=True, using=using, update_fields=self._update_fields())
+                    # An UPDATE of our own columns: it cannot insert, so a row
+                    # deleted meanwhile stays deleted.
+                    columns = {name: getattr(obj, name) for name in self._update_fields()}
+                    updated = (
+                        self.model._base_manager.using(using).filter(pk=obj.pk).update(**columns)
+                    )
         except IntegrityError as exc:
             if must_create:
                 raise CreateError from exc
             # The owner named in the data no longer exists (its rows went with
             # it): the session is gone as far as this request is concerned.
-            raise UpdateError from exc
+            raise SessionGone from exc
         except DatabaseError as exc:
             if not must_create:
+                # Django's answer to a failed session update.
                 raise UpdateError from exc
             raise
+        if not updated:
+            raise SessionGone
         self._remember(obj)
 
     def save(self, must_create: bool = False) -> None:

@@ -1,0 +1,57 @@
+"""The example site, on PostgreSQL, with two extra views for the load run (``scripts/load``).
+
+Read from the environment (``scripts/load`` sets them):
+``LOAD_PGDATABASE`` (and libpq's ``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``),
+``LOAD_SESSION_ENGINE`` = db | cached_db, ``LOAD_CACHE`` = redis | locmem,
+``REDIS_URL``, ``LOAD_ACTIVITY_INTERVAL`` (seconds).
+"""
+
+from __future__ import annotations
+
+import os
+
+from example_site.settings import *  # noqa: F403
+
+DEBUG = False
+ROOT_URLCONF = "tests.load.urls"
+# Sign-ins are part of the load; a real hasher would be most of it.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("LOAD_PGDATABASE", "user_sessions_load"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "PASSWORD": os.environ.get("PGPASSWORD", ""),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+
+SESSION_ENGINE = "user_sessions.backends." + os.environ.get("LOAD_SESSION_ENGINE", "db")
+if os.environ.get("LOAD_CACHE", "redis") == "redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11"),
+            "KEY_PREFIX": os.environ.get("LOAD_CACHE_PREFIX", "user-sessions-load"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+USER_SESSIONS_ACTIVITY_INTERVAL = int(os.environ.get("LOAD_ACTIVITY_INTERVAL", "0"))
+
+# DEBUG is off, so Django's console handler is silent: send what matters to
+# stderr, which scripts/load keeps in the server log and shows on failure.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        "user_sessions": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+    },
+}
