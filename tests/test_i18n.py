@@ -40,7 +40,7 @@ def key(entry: polib.POEntry) -> tuple[str | None, str]:
 
 
 def test_at_least_the_required_languages_ship():
-    assert REQUIRED <= set(SHIPPED)
+    assert set(SHIPPED) >= REQUIRED
     assert len(SHIPPED) >= 30
 
 
