@@ -289,3 +289,23 @@ def test_async_client_login_records_client_details(engine: str, user: Any):
     assert session.user_id == user.pk
     assert session.user_agent == FIREFOX_LINUX
     assert session.ip == "127.0.0.1"
+
+
+def test_client_details_are_resolved_only_when_a_write_needs_them(
+    engine: str, auth_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    from user_sessions.backends import db as db_backend
+
+    calls: list[str] = []
+    real = db_backend.get_client_ip
+
+    def counting(request: Any) -> str | None:
+        calls.append(request.path)
+        return real(request)
+
+    monkeypatch.setattr(db_backend, "get_client_ip", counting)
+    auth_client.get("/read/")
+    auth_client.get("/untouched/")
+    assert calls == []
+    auth_client.get("/write/")
+    assert calls == ["/write/"]

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
@@ -24,8 +26,23 @@ REQUIRE_PASSWORD_CHOICES: tuple[str | None, ...] = (None, "others", "all")
 class Settings:
     prefix = "USER_SESSIONS_"
 
+    def __init__(self) -> None:
+        # Raw values by name. An unset setting costs a failed attribute
+        # lookup on Django's settings (microseconds, several per request),
+        # so values are kept until a ``setting_changed`` signal (sent by
+        # ``override_settings`` and the pytest ``settings`` fixture) says
+        # otherwise. Validation below still runs on every access.
+        self._values: dict[str, Any] = {}
+
     def _get(self, name: str, default: Any) -> Any:
-        return getattr(django_settings, self.prefix + name, default)
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = getattr(django_settings, self.prefix + name, default)
+            return value
+
+    def reload(self) -> None:
+        self._values.clear()
 
     @property
     def ACTIVITY_INTERVAL(self) -> int:
@@ -108,3 +125,9 @@ class Settings:
 
 
 app_settings = Settings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(Settings.prefix):
+        app_settings.reload()

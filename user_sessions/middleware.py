@@ -10,7 +10,6 @@ from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessio
 from django.db import DatabaseError
 
 from user_sessions.backends.db import SessionStore as UserSessionStore
-from user_sessions.client import get_client_ip, get_user_agent
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -42,11 +41,9 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def process_request(self, request: HttpRequest) -> None:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if issubclass(self.SessionStore, UserSessionStore):
-            request.session = self.SessionStore(
-                session_key,
-                user_agent=get_user_agent(request),
-                ip=get_client_ip(request),
-            )
+            store = self.SessionStore(session_key)
+            store.bind_request(request)
+            request.session = store
         else:
             # A misconfigured engine is reported by the system checks; keep
             # serving requests meanwhile.

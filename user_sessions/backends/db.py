@@ -25,10 +25,17 @@ from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils import timezone
 
-from user_sessions.client import USER_AGENT_MAX_LENGTH, anonymize_ip
+from user_sessions.client import (
+    USER_AGENT_MAX_LENGTH,
+    anonymize_ip,
+    get_client_ip,
+    get_user_agent,
+)
 from user_sessions.conf import app_settings
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from user_sessions.models import Session
 
 logger = logging.getLogger("user_sessions.backends")
@@ -38,6 +45,9 @@ SESSION_KEY_PATTERN = re.compile(r"[a-z0-9]{8,40}")
 # Deleting expired rows in slices keeps memory flat and every statement short,
 # whatever the size of the table.
 CLEAR_EXPIRED_BATCH_SIZE = 1000
+
+
+_UNRESOLVED = object()
 
 
 class SessionGone(UpdateError):
@@ -61,14 +71,46 @@ class SessionStore(SessionBase):
         ip: str | None = None,
     ) -> None:
         super().__init__(session_key)
-        self.user_agent = user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else user_agent
-        self.ip = ip
+        self._user_agent: str | object | None = user_agent
+        self._ip: str | object | None = ip
+        self._request: HttpRequest | None = None
         # Stores made outside a request (shell, Client.login(), scripts) know
         # nothing about the client, so their saves leave IP/UA/activity alone.
         self.has_client = user_agent is not None or ip is not None
         self._row: RowState | None = None
         # One activity write per request at most, whatever the interval.
         self._touched = False
+
+    def bind_request(self, request: HttpRequest) -> None:
+        """Take the client's IP and user agent from ``request`` when a write needs them.
+
+        Most requests write nothing, so resolving the address (proxy rules,
+        validation) is left until then.
+        """
+        self._request = request
+        self._ip = self._user_agent = _UNRESOLVED
+        self.has_client = True
+
+    @property
+    def ip(self) -> str | None:
+        if self._ip is _UNRESOLVED:
+            self._ip = get_client_ip(self._request) if self._request is not None else None
+        return self._ip  # type: ignore[return-value]
+
+    @ip.setter
+    def ip(self, value: str | None) -> None:
+        self._ip = value
+
+    @property
+    def user_agent(self) -> str | None:
+        if self._user_agent is _UNRESOLVED:
+            self._user_agent = get_user_agent(self._request) if self._request is not None else None
+        value = self._user_agent
+        return value[:USER_AGENT_MAX_LENGTH] if isinstance(value, str) else None
+
+    @user_agent.setter
+    def user_agent(self, value: str | None) -> None:
+        self._user_agent = value
 
     @classmethod
     def get_model_class(cls) -> type[Session]:
