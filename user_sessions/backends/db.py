@@ -80,6 +80,7 @@ class SessionStore(SessionBase):
         self._row: RowState | None = None
         # One activity write per request at most, whatever the interval.
         self._touched = False
+        self._write_activity = False
 
     def bind_request(self, request: HttpRequest) -> None:
         """Take the client's IP and user agent from ``request`` when a write needs them.
@@ -182,7 +183,13 @@ class SessionStore(SessionBase):
             expire_date=self.get_expiry_date(),
             user_id=self._owner_id(data),
         )
-        if self.has_client:
+        # Activity columns follow the same rate limit as touch(): a new row
+        # gets them, an update only when activity is due. Skipping them keeps
+        # the UPDATE as small as Django's (and off the activity index).
+        self._write_activity = self.has_client and (
+            self._row is None or self._row_lacks_client() or self.activity_due()
+        )
+        if self._write_activity:
             obj.ip = anonymize_ip(self.ip)
             obj.user_agent = self.user_agent
             obj.last_activity = timezone.now()
@@ -191,9 +198,15 @@ class SessionStore(SessionBase):
             obj.last_activity = self._row.last_activity
         return obj
 
+    def _row_lacks_client(self) -> bool:
+        # Made outside a request (Client.login(), a script): the first request
+        # that saves fills the client details in at once.
+        row = self._row
+        return row is not None and row.ip is None and not row.user_agent
+
     def _update_fields(self) -> list[str]:
         fields = ["session_data", "expire_date", "user_id"]
-        if self.has_client:
+        if self._write_activity:
             fields += ["ip", "user_agent", "last_activity"]
         return fields
 
@@ -224,6 +237,8 @@ class SessionStore(SessionBase):
             raise
         if not updated:
             raise SessionGone
+        if self._write_activity:
+            self._touched = True
         self._remember(obj)
 
     def save(self, must_create: bool = False) -> None:
