@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -27,18 +28,13 @@ def new_handle() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _forget_cached(keys: list[str]) -> None:
-    # Only a cache-backed engine has copies to drop; asking the engine keeps
-    # this model free of any knowledge of the cache layout.
-    engine = import_module(settings.SESSION_ENGINE)
-    forget = getattr(engine.SessionStore, "forget", None)
-    if forget is not None and keys:
-        forget(keys)
+def _forget_cached() -> Callable[[list[str]], None] | None:
+    """The engine's way to drop cached copies of sessions, if it keeps any.
 
-
-def _engine_caches() -> bool:
+    Asking the engine keeps this model free of any knowledge of the cache.
+    """
     engine = import_module(settings.SESSION_ENGINE)
-    return getattr(engine.SessionStore, "forget", None) is not None
+    return getattr(engine.SessionStore, "forget", None)
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
@@ -50,9 +46,11 @@ class SessionQuerySet(models.QuerySet["Session"]):
 
     def delete(self) -> tuple[int, dict[str, int]]:
         """Delete the rows and drop any cached copy, so the sessions end at once."""
-        keys = list(self.values_list("session_key", flat=True)) if _engine_caches() else []
+        forget = _forget_cached()
+        keys = list(self.values_list("session_key", flat=True)) if forget else []
         result = super().delete()
-        _forget_cached(keys)
+        if forget and keys:
+            forget(keys)
         return result
 
     delete.queryset_only = True  # type: ignore[attr-defined]
@@ -116,7 +114,8 @@ class Session(AbstractBaseSession):
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         key = self.session_key  # Django clears the pk once the row is gone
         result = super().delete(*args, **kwargs)
-        _forget_cached([key])
+        if forget := _forget_cached():
+            forget([key])
         return result
 
     def revoke(self) -> None:

@@ -428,9 +428,7 @@ class SessionDeleteView(ConfirmedSignOutView):
     def sign_out(self) -> str:
         session = self.target()
         device = device_label(session.user_agent) or gettext("Unknown device")
-        # Through the queryset: it drops cached copies before the instance
-        # forgets its key (``Model.delete()`` clears the primary key).
-        Session.objects.filter(pk=session.pk).revoke()
+        session.revoke()
         return gettext("%(device)s was signed out.") % {"device": device}
 
 

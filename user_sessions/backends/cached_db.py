@@ -47,8 +47,6 @@ def _cache_key(session_key: str) -> str:
 
 
 class SessionStore(db.SessionStore):
-    cache_key_prefix = KEY_PREFIX
-
     def __init__(
         self,
         session_key: str | None = None,
