@@ -31,6 +31,7 @@ from user_sessions.client import (
     get_client_ip,
     get_user_agent,
 )
+from user_sessions.backends.rows import reader
 from user_sessions.conf import app_settings
 
 if TYPE_CHECKING:
@@ -135,14 +136,18 @@ class SessionStore(SessionBase):
 
     def _get_session_from_db(self) -> Session | None:
         try:
-            obj: Session = self.model.objects.get(
-                session_key=self.session_key, expire_date__gt=timezone.now()
+            obj: Session | None = reader.get(
+                self.model,
+                router.db_for_read(self.model),
+                self.session_key,  # type: ignore[arg-type]
+                timezone.now(),
             )
-        except (self.model.DoesNotExist, SuspiciousOperation) as exc:
-            if isinstance(exc, SuspiciousOperation):
-                logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(
-                    "Session data failed a security check"
-                )
+        except SuspiciousOperation as exc:
+            logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(
+                "Session data failed a security check"
+            )
+            obj = None
+        if obj is None:
             self._session_key = None
             return None
         self._remember(obj)
