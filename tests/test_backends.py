@@ -11,6 +11,7 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from tests.conftest import CHROME_WINDOWS
 from user_sessions.backends import cached_db, db
@@ -180,6 +181,53 @@ def test_cache_hit_needs_no_query():
     store.save()
     with CaptureQueriesContext(connection) as queries:
         assert cached_db.SessionStore(store.session_key)["a"] == 1
+    assert queries.captured_queries == []
+
+
+def test_cache_entry_round_trips_the_rows_state(settings: Any, user: Any):
+    from django.core.cache import cache
+
+    store = cached_db.SessionStore(user_agent="UA", ip="203.0.113.9")
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    row = Session.objects.get()
+    entry = cache.get(cached_db._cache_key(store.session_key))
+    assert entry[0] == cached_db.ENTRY_VERSION and entry[1] == {SESSION_KEY: str(user.pk)}
+    hit = cached_db.SessionStore(store.session_key)
+    assert hit.load() == {SESSION_KEY: str(user.pk)}
+    assert hit._row is not None
+    # Timestamps may lose sub-microsecond digits, nothing more.
+    assert abs((hit._row.last_activity - row.last_activity).total_seconds()) < 1e-5
+    assert abs(hit._expire_ts - row.expire_date.timestamp()) < 1e-5
+    # The entry lives as long as the row (give or take the second it took).
+    assert 3600 * 24 * 13 < hit._timeout() <= settings.SESSION_COOKIE_AGE
+    assert (hit._row.ip, hit._row.user_agent) == ("203.0.113.9", "UA")
+
+
+def test_cache_entry_without_time_zones(settings: Any, user: Any):
+    settings.USE_TZ = False
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    hit = cached_db.SessionStore(store.session_key, user_agent="UA", ip=None)
+    assert hit.get(SESSION_KEY) == str(user.pk)
+    assert hit._row is not None and timezone.is_naive(hit._row.last_activity)
+    assert not hit.activity_due()  # naive times compare with naive now()
+
+
+@pytest.mark.parametrize("stale", [{"data": {"a": 1}}, "garbage", (2, {}, None, 0.0, None, None)])
+def test_an_entry_in_another_format_is_replaced_after_one_database_read(user: Any, stale: Any):
+    from django.core.cache import cache
+
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store[SESSION_KEY] = str(user.pk)
+    store.save()
+    cache.set(cached_db._cache_key(store.session_key), stale)
+    with CaptureQueriesContext(connection) as queries:
+        assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) == str(user.pk)
+    assert len(queries.captured_queries) == 1
+    with CaptureQueriesContext(connection) as queries:
+        assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) == str(user.pk)
     assert queries.captured_queries == []
 
 

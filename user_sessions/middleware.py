@@ -37,10 +37,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # The user-agent parser compiles its rules on first use (~0.2 s):
         # pay that when the server starts, not on a user's request.
         warm_up()
+        self.tracks_clients = issubclass(self.SessionStore, UserSessionStore)
 
     def process_request(self, request: HttpRequest) -> None:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-        if issubclass(self.SessionStore, UserSessionStore):
+        if self.tracks_clients:
             store = self.SessionStore(session_key)
             store.bind_request(request)
             request.session = store

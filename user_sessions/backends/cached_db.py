@@ -31,6 +31,10 @@ from user_sessions.client import anonymize_ip
 from user_sessions.models import Session
 
 KEY_PREFIX = "user_sessions.cached_db"
+# Cache entries are (ENTRY_VERSION, data, expire timestamp, last activity
+# timestamp, ip, user agent); anything else is ignored and replaced.
+ENTRY_VERSION = 3
+Entry = tuple[int, dict[str, Any], "float | None", float, "str | None", "str | None"]
 TOMBSTONE = "revoked"
 # Longer than any request can take between reading the row and caching it.
 TOMBSTONE_TIMEOUT = 300
@@ -46,6 +50,13 @@ def _cache_key(session_key: str) -> str:
     return KEY_PREFIX + session_key
 
 
+def _from_timestamp(value: float) -> datetime.datetime:
+    # Naive local time when USE_TZ is off, as timezone.now() gives then.
+    if settings.USE_TZ:
+        return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(value)
+
+
 class SessionStore(db.SessionStore):
     def __init__(
         self,
@@ -54,23 +65,31 @@ class SessionStore(db.SessionStore):
         ip: str | None = None,
     ) -> None:
         super().__init__(session_key, user_agent=user_agent, ip=ip)
-        self._expire_date: datetime.datetime | None = None
+        # The row's expire_date as a POSIX timestamp (what the entry holds).
+        self._expire_ts: float | None = None
 
     @property
     def cache_key(self) -> str:
         return _cache_key(self._get_or_create_session_key())  # type: ignore[attr-defined]
 
-    def _entry(self, data: dict[str, Any], row: db.RowState) -> dict[str, Any]:
-        return {
-            "data": data,
-            "expire_date": self._expire_date,
-            "last_activity": row.last_activity,
-            "ip": row.ip,
-            "user_agent": row.user_agent,
-        }
+    def _entry(self, data: dict[str, Any], row: db.RowState) -> Entry:
+        # Times as POSIX timestamps: an aware datetime costs several times
+        # more to unpickle, and every cache hit unpickles the entry.
+        return (
+            ENTRY_VERSION,
+            data,
+            self._expire_ts,
+            row.last_activity.timestamp(),
+            row.ip,
+            row.user_agent,
+        )
 
     def _timeout(self) -> int:
-        return self.get_expiry_age(expiry=self._expire_date or timezone.now())
+        # Seconds the entry may live: until the row expires (whole seconds,
+        # as Django's get_expiry_age counts them).
+        if self._expire_ts is None:
+            return 0
+        return max(0, int(self._expire_ts - timezone.now().timestamp()))
 
     def _cache_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -82,14 +101,16 @@ class SessionStore(db.SessionStore):
     def load(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        entry = self._cache_call("get", self.cache_key)
+        cache_key = self.cache_key
+        entry = self._cache_call("get", cache_key)
         if entry == TOMBSTONE:
             self._session_key = None
             return {}
-        if isinstance(entry, dict) and "data" in entry and "expire_date" in entry:
-            self._row = db.RowState(entry["last_activity"], entry["ip"], entry["user_agent"])
-            self._expire_date = entry["expire_date"]
-            data: dict[str, Any] = entry["data"]
+        if type(entry) is tuple and len(entry) == 6 and entry[0] == ENTRY_VERSION:
+            _, data, expire_ts, activity_ts, ip, user_agent = entry
+            self._row = db.RowState(_from_timestamp(activity_ts), ip, user_agent)
+            self._expire_ts = expire_ts
+            self._loaded_at = timezone.now()
             # Once per activity interval a hit is checked against the row
             # (the activity write does it for free): a revoke that could not
             # reach the cache, because it was down, is noticed here before
@@ -98,16 +119,21 @@ class SessionStore(db.SessionStore):
                 self._session_key = None
                 self._row = None
                 return {}
-            return data
+            return data  # type: ignore[no-any-return]
+        if entry is not None:
+            # Written by another version (or corrupted): removed first, so
+            # that the ``add`` below can replace it while a revoke's
+            # tombstone, written any time after this, still wins.
+            self._cache_call("delete", cache_key)
         obj = self._get_session_from_db()
         if obj is None:
             return {}
         data = self.decode(obj.session_data)
-        self._expire_date = obj.expire_date
+        self._expire_ts = obj.expire_date.timestamp()
         assert self._row is not None
         # ``add``, not ``set``: a tombstone written by a revoke that happened
         # after our read must win.
-        self._cache_call("add", self.cache_key, self._entry(data, self._row), self._timeout())
+        self._cache_call("add", cache_key, self._entry(data, self._row), self._timeout())
         return data
 
     def _refresh_checked(self, data: dict[str, Any]) -> bool:
@@ -126,7 +152,7 @@ class SessionStore(db.SessionStore):
     def _write(self, obj: Session, must_create: bool) -> None:
         row = db.RowState(obj.last_activity, obj.ip, obj.user_agent)
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
-        previous, self._expire_date = self._expire_date, obj.expire_date
+        previous, self._expire_ts = self._expire_ts, obj.expire_date.timestamp()
         # The entry goes in before the row is written, so that a revoke
         # racing this save always has the last word (see the module doc).
         self._cache_call("set", self.cache_key, self._entry(data, row), self._timeout())
@@ -138,7 +164,7 @@ class SessionStore(db.SessionStore):
         except Exception:
             # Not revoked, just not saved: drop our copy so the next request
             # reads the row as it is.
-            self._expire_date = previous
+            self._expire_ts = previous
             self._cache_call("delete", self.cache_key)
             raise
 

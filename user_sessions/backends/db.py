@@ -15,8 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import SESSION_KEY, get_user_model
@@ -55,8 +54,7 @@ class SessionGone(UpdateError):
     """The row was deleted (revoked) while this request was using it."""
 
 
-@dataclass(frozen=True)
-class RowState:
+class RowState(NamedTuple):
     """What the stored row said when this request loaded it."""
 
     last_activity: datetime.datetime
@@ -79,6 +77,11 @@ class SessionStore(SessionBase):
         # nothing about the client, so their saves leave IP/UA/activity alone.
         self.has_client = user_agent is not None or ip is not None
         self._row: RowState | None = None
+        # When the row was read: whether activity is due is judged at that
+        # moment, which spares a clock reading (and the middleware asks twice
+        # on some paths).
+        self._loaded_at: datetime.datetime | None = None
+        self._not_due: RowState | None = None
         # One activity write per request at most, whatever the interval.
         self._touched = False
         self._write_activity = False
@@ -135,12 +138,13 @@ class SessionStore(SessionBase):
         self._row = RowState(obj.last_activity, obj.ip, obj.user_agent)
 
     def _get_session_from_db(self) -> Session | None:
+        now = self._loaded_at = timezone.now()
         try:
             obj: Session | None = reader.get(
                 self.model,
                 router.db_for_read(self.model),
                 self.session_key,  # type: ignore[arg-type]
-                timezone.now(),
+                now,
             )
         except SuspiciousOperation as exc:
             logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(
@@ -266,9 +270,18 @@ class SessionStore(SessionBase):
         """Whether this request should refresh the row's activity columns."""
         if self._row is None or self._touched or not self.has_client or self.session_key is None:
             return False
-        now = now or timezone.now()
-        elapsed = (now - self._row.last_activity).total_seconds()
-        return elapsed >= app_settings.ACTIVITY_INTERVAL
+        row = self._row
+        if now is not None:
+            return (now - row.last_activity).total_seconds() >= app_settings.ACTIVITY_INTERVAL
+        if self._not_due is row:
+            return False
+        elapsed = ((self._loaded_at or timezone.now()) - row.last_activity).total_seconds()
+        if elapsed < app_settings.ACTIVITY_INTERVAL:
+            # Judged once per loaded row: the middleware asks again at the
+            # end of the request, and the answer stands.
+            self._not_due = row
+            return False
+        return True
 
     def touch(self, now: datetime.datetime | None = None) -> bool:
         """Write activity, IP and user agent only; False if the row is gone.
