@@ -30,7 +30,7 @@ from user_sessions.client import (
     get_client_ip,
     get_user_agent,
 )
-from user_sessions.backends.rows import reader
+from user_sessions.backends.statements import statements
 from user_sessions.conf import app_settings
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class SessionStore(SessionBase):
     def _get_session_from_db(self) -> Session | None:
         now = self._loaded_at = timezone.now()
         try:
-            obj: Session | None = reader.get(
+            obj: Session | None = statements.read(
                 self.model,
                 router.db_for_read(self.model),
                 self.session_key,  # type: ignore[arg-type]
@@ -230,9 +230,7 @@ class SessionStore(SessionBase):
                     # An UPDATE of our own columns: it cannot insert, so a row
                     # deleted meanwhile stays deleted.
                     columns = {name: getattr(obj, name) for name in self._update_fields()}
-                    updated = (
-                        self.model._base_manager.using(using).filter(pk=obj.pk).update(**columns)
-                    )
+                    updated = statements.update(self.model, using, obj.pk, columns)
         except IntegrityError as exc:
             if must_create:
                 raise CreateError from exc

@@ -1,0 +1,170 @@
+"""The compiled read and update must do exactly what the ORM queries do."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from user_sessions.backends import statements as compiled
+from user_sessions.backends.db import SessionStore
+from user_sessions.models import Session
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = [field.attname for field in Session._meta.concrete_fields]
+
+
+@pytest.fixture(autouse=True)
+def fresh_reader() -> None:
+    compiled.statements.clear()
+
+
+def make_row(user: Any, *, expires_in: int = 3600, **extra: Any) -> Session:
+    store = SessionStore(user_agent="Firefox", ip="2001:db8::5")
+    store["_auth_user_id"] = str(user.pk)
+    store.set_expiry(expires_in)
+    store.save()
+    Session.objects.filter(pk=store.session_key).update(**extra)
+    return Session.objects.get(pk=store.session_key)
+
+
+def as_values(obj: Session | None) -> list[Any] | None:
+    return None if obj is None else [getattr(obj, name) for name in FIELDS]
+
+
+def test_the_read_is_compiled_on_this_backend():
+    # A None here would mean every request falls back to the ORM query.
+    statement = compiled.compile_read(Session, connection)
+    assert statement is not None
+    assert statement.field_names == tuple(FIELDS)
+    assert sorted(slot.name for slot in statement.slots) == ["expire_date", "session_key"]
+
+
+def test_live_row_matches_the_orm_field_for_field(user: Any, django_assert_num_queries: Any):
+    made = make_row(user, last_activity=timezone.now() - datetime.timedelta(hours=5))
+    now = timezone.now()
+    with django_assert_num_queries(1):
+        got = compiled.statements.read(Session, "default", made.pk, now)
+    expected = Session.objects.get(session_key=made.pk, expire_date__gt=now)
+    assert as_values(got) == as_values(expected)
+    assert got is not None and got._state.db == "default" and not got._state.adding
+    assert timezone.is_aware(got.last_activity) and timezone.is_aware(got.expire_date)
+
+
+def test_expired_and_unknown_keys_read_as_none(user: Any):
+    expired = make_row(user, expire_date=timezone.now() - datetime.timedelta(seconds=1))
+    now = timezone.now()
+    assert compiled.statements.read(Session, "default", expired.pk, now) is None
+    assert compiled.statements.read(Session, "default", "x" * 32, now) is None
+
+
+def test_the_boundary_follows_expire_date_gt_now(user: Any):
+    made = make_row(user)
+    assert compiled.statements.read(Session, "default", made.pk, made.expire_date) is None
+    before = made.expire_date - datetime.timedelta(microseconds=1000)
+    assert compiled.statements.read(Session, "default", made.pk, before) is not None
+
+
+def test_compiled_once_per_connection(user: Any, monkeypatch: pytest.MonkeyPatch):
+    made = make_row(user)
+    calls = []
+    real = compiled.compile_read
+
+    def counting(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(compiled, "compile_read", counting)
+    for _ in range(3):
+        assert compiled.statements.read(Session, "default", made.pk, timezone.now()) is not None
+    assert len(calls) == 1
+
+
+def test_database_settings_change_recompiles(user: Any, settings: Any):
+    made = make_row(user)
+    compiled.statements.read(Session, "default", made.pk, timezone.now())
+    assert len(compiled.statements._kept) == 1
+    settings.USE_TZ = True  # any assignment sends setting_changed
+    assert len(compiled.statements._kept) == 0
+
+
+def test_uncompilable_statement_falls_back_to_the_orm(
+    user: Any, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+):
+    made = make_row(user)
+    monkeypatch.setattr(compiled, "_slots", lambda params: None)
+    now = timezone.now()
+    with django_assert_num_queries(1):
+        got = compiled.statements.read(Session, "default", made.pk, now)
+    assert as_values(got) == as_values(Session.objects.get(pk=made.pk))
+    gone = compiled.statements.read(Session, "default", made.pk, made.expire_date)
+    assert gone is None
+
+
+def test_only_slot_parameters_are_accepted():
+    slot = compiled.Slot("pk", Session._meta.pk, saving=False)  # type: ignore[arg-type]
+    assert compiled._slots([slot, slot]) == (slot, slot)
+    assert compiled._slots([slot, 21]) is None
+    assert compiled._slots([]) == ()
+
+
+def test_store_load_uses_one_query_and_sees_the_row(user: Any, django_assert_num_queries: Any):
+    made = make_row(user)
+    store = SessionStore(made.pk)
+    with django_assert_num_queries(1):
+        assert store.load()["_auth_user_id"] == str(user.pk)
+    assert store._row is not None
+    assert store._row.ip == made.ip and store._row.last_activity == made.last_activity
+
+
+UPDATE_COLUMNS = ("session_data", "expire_date", "user_id")
+
+
+def test_the_update_is_compiled_on_this_backend():
+    statement = compiled.compile_update(Session, connection, UPDATE_COLUMNS)
+    assert statement is not None
+    assert [slot.name for slot in statement.slots] == [*UPDATE_COLUMNS, "pk"]
+    assert statement.sql.upper().startswith("UPDATE ")
+
+
+@pytest.mark.parametrize("owner", ["user", None])
+def test_update_writes_exactly_the_given_columns(
+    user: Any, owner: Any, django_assert_num_queries: Any
+):
+    made = make_row(user)
+    expires = timezone.now() + datetime.timedelta(days=3)
+    values = {"session_data": "new-data", "expire_date": expires, "user_id": owner and user.pk}
+    with django_assert_num_queries(1):
+        assert compiled.statements.update(Session, "default", made.pk, values) == 1
+    after = Session.objects.get(pk=made.pk)
+    assert (after.session_data, after.expire_date, after.user_id) == tuple(values.values())
+    # Everything else is as it was.
+    assert (after.ip, after.user_agent, after.handle, after.created_at, after.last_activity) == (
+        made.ip, made.user_agent, made.handle, made.created_at, made.last_activity
+    )
+
+
+def test_update_of_activity_columns_and_of_a_missing_row(user: Any):
+    made = make_row(user)
+    seen = timezone.now() + datetime.timedelta(minutes=5)
+    values = {"ip": "198.51.100.7", "user_agent": "Safari", "last_activity": seen}
+    assert compiled.statements.update(Session, "default", made.pk, values) == 1
+    after = Session.objects.get(pk=made.pk)
+    assert (after.ip, after.user_agent, after.last_activity) == ("198.51.100.7", "Safari", seen)
+    # Matched, not changed, rows count: an identical write is no "row gone"
+    # (MySQL reports changed rows unless the connection asks otherwise).
+    assert compiled.statements.update(Session, "default", made.pk, values) == 1
+    assert compiled.statements.update(Session, "default", "y" * 32, values) == 0
+
+
+def test_update_falls_back_to_the_orm(user: Any, monkeypatch: pytest.MonkeyPatch):
+    made = make_row(user)
+    monkeypatch.setattr(compiled, "_slots", lambda params: None)
+    values = {"session_data": "fallback", "expire_date": made.expire_date, "user_id": None}
+    assert compiled.statements.update(Session, "default", made.pk, values) == 1
+    assert Session.objects.get(pk=made.pk).session_data == "fallback"
+    assert compiled.statements.update(Session, "default", "z" * 32, values) == 0
