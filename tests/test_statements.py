@@ -144,7 +144,11 @@ def test_update_writes_exactly_the_given_columns(
     assert (after.session_data, after.expire_date, after.user_id) == tuple(values.values())
     # Everything else is as it was.
     assert (after.ip, after.user_agent, after.handle, after.created_at, after.last_activity) == (
-        made.ip, made.user_agent, made.handle, made.created_at, made.last_activity
+        made.ip,
+        made.user_agent,
+        made.handle,
+        made.created_at,
+        made.last_activity,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
@@ -42,7 +42,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def process_request(self, request: HttpRequest) -> None:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if self.tracks_clients:
-            store = self.SessionStore(session_key)
+            store = cast("UserSessionStore", self.SessionStore(session_key))
             store.bind_request(request)
             request.session = store
         else:

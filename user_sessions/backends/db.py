@@ -18,19 +18,20 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils import timezone
+from django.utils.functional import cached_property
 
+from user_sessions.backends.statements import statements
 from user_sessions.client import (
     USER_AGENT_MAX_LENGTH,
     anonymize_ip,
     get_client_ip,
     get_user_agent,
 )
-from user_sessions.backends.statements import statements
 from user_sessions.conf import app_settings
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class SessionStore(SessionBase):
 
         return Session
 
-    @property
+    @cached_property
     def model(self) -> type[Session]:
         return self.get_model_class()
 
@@ -181,7 +182,8 @@ class SessionStore(SessionBase):
         if value is None:
             return None
         try:
-            return get_user_model()._meta.pk.to_python(value)
+            # The column holds the user model's primary key.
+            return self.model._meta.get_field("user").target_field.to_python(value)  # type: ignore[union-attr]
         except (ValidationError, TypeError, ValueError):
             return None
 
@@ -289,8 +291,12 @@ class SessionStore(SessionBase):
         """
         now = now or timezone.now()
         ip = anonymize_ip(self.ip)
-        updated = self.model.objects.filter(session_key=self.session_key).update(
-            last_activity=now, ip=ip, user_agent=self.user_agent
+        model = self.model
+        updated = statements.update(
+            model,
+            router.db_for_write(model),
+            self.session_key,
+            {"last_activity": now, "ip": ip, "user_agent": self.user_agent},
         )
         self._touched = True
         if updated:

@@ -46,9 +46,9 @@ class Slot(Expression):
         self.target = field
         self.saving = saving
 
-    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Any]:
         # The slot itself stands in the parameters, marking its position.
-        return "%s", [self]
+        return "%s", (self,)
 
     def prepare(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
         if self.saving:
@@ -76,7 +76,7 @@ def _slots(params: Iterable[Any]) -> tuple[Slot, ...] | None:
     slots = tuple(params)
     if not all(isinstance(param, Slot) for param in slots):
         return None
-    return slots  # type: ignore[return-value]
+    return slots
 
 
 def _slot(model: type[Model], name: str, *, saving: bool = False) -> Slot:
@@ -97,9 +97,9 @@ def compile_read(model: type[Model], connection: BaseDatabaseWrapper) -> Stateme
     columns = [item[0] for item in compiler.select]
     field_names: list[str] = []
     for column in columns:
-        if not isinstance(column, Col) or column.target.model is not model:  # type: ignore[attr-defined]
+        if not isinstance(column, Col) or column.target.model is not model:
             return None
-        field_names.append(column.target.attname)  # type: ignore[attr-defined]
+        field_names.append(column.target.attname)
     # Model.from_db() takes a full row positionally, in field order.
     if field_names != [field.attname for field in model._meta.concrete_fields]:
         return None
@@ -133,7 +133,10 @@ class Statements:
         self._kept.clear()
 
     def _statement(
-        self, connection: BaseDatabaseWrapper, key: tuple[Any, ...], make: Callable[[], Statement | None]
+        self,
+        connection: BaseDatabaseWrapper,
+        key: tuple[Any, ...],
+        make: Callable[[], Statement | None],
     ) -> Statement | None:
         kept = self._kept.get(connection)
         if kept is None:
@@ -175,10 +178,12 @@ class Statements:
         connection = connections[using]
         columns = tuple(values)
         statement = self._statement(
-            connection, ("update", model, columns), lambda: compile_update(model, connection, columns)
+            connection,
+            ("update", model, columns),
+            lambda: compile_update(model, connection, columns),
         )
         if statement is None:
-            return model._base_manager.using(using).filter(pk=pk).update(**values)
+            return int(model._base_manager.using(using).filter(pk=pk).update(**values))
         params = statement.params({**values, "pk": pk}, connection)
         with connection.cursor() as cursor:
             cursor.execute(statement.sql, params)
