@@ -85,3 +85,31 @@ for (const { htmx, path } of accountPages) {
     });
   });
 }
+
+for (const { htmx, path } of accountPages) {
+  test(`confirming a sign-out of a session that ended meanwhile (${htmx})`, async ({
+    signIn,
+    signInElsewhere,
+  }) => {
+    const other = await signInElsewhere(userAgents.firefoxWindows);
+    const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
+    await markWindow(page);
+
+    const row = sessionRow(page, 'Firefox on Windows');
+    await signOutButton(row).click();
+    const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
+    await expect(dialog).toBeVisible();
+    // The other browser signs itself out while the dialog is open.
+    const otherNav = other.getByRole('navigation', { name: 'Main' });
+    await otherNav.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await expect(otherNav).toContainText('Sign in');
+    await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
+
+    // The server answers 404 with the fresh list; both htmx versions show it.
+    await expect(dialog).toBeHidden();
+    await expect(row).toHaveCount(0);
+    await expect(statusMessage(page, 'That session had already ended.')).toBeVisible();
+    await expect(page.getByText('You are not signed in anywhere else.')).toBeVisible();
+    expect(await windowMarker(page)).toBe('no navigation');
+  });
+}
