@@ -105,7 +105,7 @@ for (const { htmx, path } of accountPages) {
     await expect(otherNav).toContainText('Sign in');
     await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
 
-    // The server answers 404 with the fresh list; both htmx versions show it.
+    // The server answers with the fresh list and says what happened.
     await expect(dialog).toBeHidden();
     await expect(row).toHaveCount(0);
     await expect(statusMessage(page, 'That session had already ended.')).toBeVisible();

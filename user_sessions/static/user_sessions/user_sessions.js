@@ -3,9 +3,8 @@
  *
  * htmx sends the confirmed POSTs (the dialog forms carry their own hx-*
  * attributes); this file opens and closes the dialogs, keeps focus where a
- * keyboard user expects it and refreshes the list in place. It watches the DOM
- * rather than htmx events (their names differ between htmx 2 and 4), with one
- * exception for htmx 2 (see swapErrorList).
+ * keyboard user expects it and refreshes the list in place. It listens to no
+ * htmx event (their names differ between htmx 2 and 4): it watches the DOM.
  *
  * Configuration comes from data attributes on the widget root:
  *   data-us-refresh-url       the list URL (answers HX-Request with the list partial)
@@ -53,7 +52,6 @@
       },
       true
     );
-    root.addEventListener("htmx:beforeSwap", swapErrorList);
     new MutationObserver(function (records) {
       onMutations(state, records);
     }).observe(root, { childList: true, subtree: true });
@@ -215,21 +213,6 @@
   function rowIndex(state, element) {
     var row = element.closest(ROW);
     return row ? currentRows(state).indexOf(row) : -1;
-  }
-
-  // Confirming a sign-out of a session that ended meanwhile answers 404 with
-  // the fresh list and a message. htmx 4 swaps error responses; htmx 2 needs
-  // to be told, and only for a response that is our list.
-  function swapErrorList(event) {
-    var detail = event.detail;
-    if (!detail || !detail.xhr || detail.xhr.status !== 404) {
-      return;
-    }
-    var body = detail.serverResponse || detail.xhr.responseText || "";
-    if (body.indexOf("data-us-list") !== -1) {
-      detail.shouldSwap = true;
-      detail.isError = false;
-    }
   }
 
   // Refreshing ---------------------------------------------------------------
