@@ -1,6 +1,6 @@
 import { defineConfig, devices } from '@playwright/test';
 
-import { baseURL, siteEnv } from './tests/e2e/site';
+import { baseURL, sites } from './tests/e2e/site';
 
 export default defineConfig({
   testDir: 'tests/e2e',
@@ -30,13 +30,14 @@ export default defineConfig({
     },
     trace: 'retain-on-failure',
   },
-  webServer: {
+  // One server per configuration the specs need (see tests/e2e/site.ts).
+  webServer: sites.map((site) => ({
     command: 'scripts/e2e-server',
-    env: siteEnv,
-    url: `${baseURL}/login/`,
+    env: site.env,
+    url: `${site.baseURL}/login/`,
     timeout: 120_000,
     // A server started by hand would not know the database the fixtures add users to.
     reuseExistingServer: false,
-    gracefulShutdown: { signal: 'SIGTERM', timeout: 5000 },
-  },
+    gracefulShutdown: { signal: 'SIGTERM' as const, timeout: 5000 },
+  })),
 });

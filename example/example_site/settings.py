@@ -109,6 +109,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if os.environ.get("EXAMPLE_REFRESH_INTERVAL"):
     USER_SESSIONS_REFRESH_INTERVAL = int(os.environ["EXAMPLE_REFRESH_INTERVAL"])
 
+# user_sessions: ask for the password before signing out other sessions
+# ("others": only for "sign out all others"; "all": for every one).
+if os.environ.get("EXAMPLE_REQUIRE_PASSWORD"):
+    USER_SESSIONS_REQUIRE_PASSWORD = os.environ["EXAMPLE_REQUIRE_PASSWORD"]
+
 if os.environ.get("EXAMPLE_QUIET_SERVER") == "1":
     # The browser tests keep runserver's warnings and errors, not a line per request.
     LOGGING = copy.deepcopy(DEFAULT_LOGGING)

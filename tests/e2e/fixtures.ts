@@ -12,7 +12,7 @@ import {
   type Page,
 } from '@playwright/test';
 
-import { demoPassword, python, repoRoot, siteEnv } from './site';
+import { defaultSite, demoPassword, python, repoRoot, type Site } from './site';
 
 export { expect };
 
@@ -34,10 +34,10 @@ export const userAgents = {
 
 const execFileAsync = promisify(execFile);
 
-export async function createUser(username: string): Promise<void> {
+export async function createUser(username: string, site: Site = defaultSite): Promise<void> {
   await execFileAsync(python, ['example/manage.py', 'create_demo_users', '-v0', username], {
     cwd: repoRoot,
-    env: { ...process.env, ...siteEnv },
+    env: { ...process.env, ...site.env },
   });
 }
 
@@ -54,23 +54,27 @@ type SignIn = (options?: BrowserContextOptions & { next?: string }) => Promise<P
 type SignInElsewhere = (userAgent: string) => Promise<Page>;
 
 export const test = base.extend<{
+  site: Site;
   username: string;
   signIn: SignIn;
   signInElsewhere: SignInElsewhere;
 }>({
+  // Which copy of the example site the test runs against: `test.use({ site })`.
+  site: [defaultSite, { option: true }],
+
   // A user of this test alone: tests run in parallel and count sessions.
-  username: async ({}, use, testInfo) => {
+  username: async ({ site }, use, testInfo) => {
     const username = `u${testInfo.workerIndex}-${randomUUID().slice(0, 8)}`;
-    await createUser(username);
+    await createUser(username, site);
     await use(username);
   },
 
   // Each call is one more browser (its own cookies) signed in as `username`,
   // on the account page unless `next` says otherwise.
-  signIn: async ({ browser, username }, use) => {
+  signIn: async ({ browser, site, username }, use) => {
     const contexts: BrowserContext[] = [];
     await use(async ({ next, ...contextOptions } = {}) => {
-      const context = await browser.newContext(contextOptions);
+      const context = await browser.newContext({ baseURL: site.baseURL, ...contextOptions });
       contexts.push(context);
       const page = await context.newPage();
       await signInOn(page, username, next);

@@ -4,20 +4,43 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const repoRoot = path.resolve(__dirname, '..', '..');
-export const port = Number(process.env.E2E_PORT ?? 8765);
-export const baseURL = `http://127.0.0.1:${port}`;
 export const python = path.resolve(repoRoot, process.env.PYTHON ?? '.venv/bin/python');
 
-export const siteEnv: Record<string, string> = {
-  PYTHON: python,
-  E2E_PORT: String(port),
-  // Derived from the port (not random) so every worker process computes the same file.
-  EXAMPLE_DB_PATH: path.join(os.tmpdir(), `user-sessions-e2e-${port}`, 'db.sqlite3'),
-  EXAMPLE_FAST_HASHER: '1',
-  EXAMPLE_QUIET_SERVER: '1',
-  EXAMPLE_REFRESH_INTERVAL: '2',
-  PYTHONPATH: [repoRoot, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
-};
+/** One running copy of the example site: its address and the environment it runs with. */
+export interface Site {
+  port: number;
+  baseURL: string;
+  env: Record<string, string>;
+}
+
+function site(port: number, settings: Record<string, string> = {}): Site {
+  return {
+    port,
+    baseURL: `http://127.0.0.1:${port}`,
+    env: {
+      PYTHON: python,
+      E2E_PORT: String(port),
+      // Derived from the port (not random) so every worker process computes the same file.
+      EXAMPLE_DB_PATH: path.join(os.tmpdir(), `user-sessions-e2e-${port}`, 'db.sqlite3'),
+      EXAMPLE_FAST_HASHER: '1',
+      EXAMPLE_QUIET_SERVER: '1',
+      EXAMPLE_REFRESH_INTERVAL: '2',
+      PYTHONPATH: [repoRoot, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+      ...settings,
+    },
+  };
+}
+
+const firstPort = Number(process.env.E2E_PORT ?? 8765);
+
+/** The site most specs use: default settings. */
+export const defaultSite = site(firstPort);
+/** The same site with USER_SESSIONS_REQUIRE_PASSWORD = "all". */
+export const passwordSite = site(firstPort + 1, { EXAMPLE_REQUIRE_PASSWORD: 'all' });
+export const sites = [defaultSite, passwordSite];
+
+export const baseURL = defaultSite.baseURL;
+export const siteEnv = defaultSite.env;
 
 // The seconds between two refreshes of the widget, as configured above.
 export const refreshInterval = Number(siteEnv.EXAMPLE_REFRESH_INTERVAL);
