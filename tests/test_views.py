@@ -742,6 +742,121 @@ def test_signing_yourself_out_never_needs_a_password(settings: Any, auth_client:
     assert signed_in_user(auth_client) == "user="
 
 
+# Wrong passwords are limited per session ------------------------------------------------
+
+TOO_MANY = "Too many wrong passwords. Try again in a few minutes."
+
+
+def password_error(response: Any, dialog_key: str = "others") -> str:
+    dialog = parse(response.content).find("dialog", data_us_dialog=dialog_key)
+    field = dialog.find("input", name="password")
+    assert field.attrs["aria-invalid"] == "true"
+    return str(dialog.find(id=field.attrs["aria-describedby"]).text)
+
+
+@pytest.mark.django_db
+def test_wrong_passwords_lock_the_session_that_made_them(
+    settings: Any, auth_client: Client, phone: Client, browser_factory: Any, user: Any
+) -> None:
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 3
+    errors = [
+        password_error(auth_client.post(OTHERS_URL, {"password": f"guess-{n}"}, **HTMX))
+        for n in range(3)
+    ]
+    # The last allowed attempt already says what happens next.
+    assert errors == ["The password is not correct.", "The password is not correct.", TOO_MANY]
+    # Locked: even the right password is not checked, and nothing is signed out.
+    right = auth_client.post(OTHERS_URL, {"password": "secret-password"}, **HTMX)
+    assert password_error(right) == TOO_MANY
+    assert signed_in_user(phone) != "user="
+    # Another session of the same account is not locked: the owner can still
+    # sign out whoever is guessing.
+    laptop = sign_in(browser_factory(), user)
+    assert laptop.post(OTHERS_URL, {"password": "secret-password"}, **HTMX).status_code == 200
+    assert signed_in_user(auth_client) == "user="
+    assert signed_in_user(phone) == "user="
+
+
+@pytest.mark.django_db
+def test_the_lock_ends_after_the_lockout_and_success_clears_the_count(
+    settings: Any, auth_client: Client, phone: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from user_sessions import throttle
+
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "all"
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 2
+    settings.USER_SESSIONS_PASSWORD_LOCKOUT = 60
+    handle = session_of(phone).handle
+    url = reverse("user_sessions:session_delete", args=[handle])
+    clock = [time.time()]
+    monkeypatch.setattr(throttle.time, "time", lambda: clock[0])
+
+    auth_client.post(url, {"password": "nope"}, **HTMX)
+    auth_client.post(url, {"password": "nope"}, **HTMX)
+    clock[0] += 59
+    still = auth_client.post(url, {"password": "secret-password"}, **HTMX)
+    assert password_error(still, handle) == TOO_MANY
+    # A guess while locked is not counted (no password is checked) and the
+    # wait runs from the last wrong password.
+    clock[0] += 2
+    wrong = auth_client.post(url, {"password": "nope"}, **HTMX)
+    assert password_error(wrong, handle) == "The password is not correct."
+    right = auth_client.post(url, {"password": "secret-password"}, **HTMX)
+    assert handle not in row_handles(parse(right.content))
+    assert throttle.SESSION_FIELD not in auth_client.session
+
+
+@pytest.mark.django_db
+def test_empty_submissions_are_not_guesses(
+    settings: Any, auth_client: Client, phone: Client
+) -> None:
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 1
+    for _ in range(3):
+        assert password_error(auth_client.post(OTHERS_URL, {"password": ""}, **HTMX)) != TOO_MANY
+    auth_client.post(OTHERS_URL, {"password": "secret-password"}, **HTMX)
+    assert signed_in_user(phone) == "user="
+
+
+@pytest.mark.django_db
+def test_no_limit_when_attempts_is_zero(settings: Any, auth_client: Client, phone: Client) -> None:
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 0
+    for _ in range(8):
+        wrong = auth_client.post(OTHERS_URL, {"password": "nope"}, **HTMX)
+        assert password_error(wrong) == "The password is not correct."
+    auth_client.post(OTHERS_URL, {"password": "secret-password"}, **HTMX)
+    assert signed_in_user(phone) == "user="
+
+
+@pytest.mark.parametrize("stored", ["x", [1], None, ["a", "b"], {"n": 1}])
+def test_a_mangled_failure_record_counts_as_none(settings: Any, stored: Any) -> None:
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    from user_sessions import throttle
+
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 1
+    session = SessionStore()
+    session[throttle.SESSION_FIELD] = stored
+    assert throttle.locked(session) is False
+    throttle.record_failure(session)
+    assert throttle.locked(session) is True
+
+
+@pytest.mark.django_db
+def test_lock_without_javascript(settings: Any, auth_client: Client, phone: Client) -> None:
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "all"
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 1
+    url = reverse("user_sessions:session_delete", args=[session_of(phone).handle])
+    locked = auth_client.post(url, {"next": "/settings/", "password": "nope"})
+    assert locked.status_code == 200
+    assert parse(locked.content).find("p", text=TOO_MANY)
+    assert signed_in_user(phone) != "user="
+
+
 # Page templates -----------------------------------------------------------------------
 
 

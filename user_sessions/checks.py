@@ -93,6 +93,8 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "IP_PRIVACY",
         "REFRESH_INTERVAL",
         "REQUIRE_PASSWORD",
+        "PASSWORD_ATTEMPTS",
+        "PASSWORD_LOCKOUT",
         "CLIENT_IP_RESOLVER",
     ):
         try:

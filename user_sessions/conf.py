@@ -120,6 +120,26 @@ class Settings:
         return value  # type: ignore[no-any-return]
 
     @property
+    def PASSWORD_ATTEMPTS(self) -> int:
+        """Wrong passwords a session may enter in the sign-out confirmation; 0 = no limit."""
+        value = self._get("PASSWORD_ATTEMPTS", 5)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ImproperlyConfigured(
+                "USER_SESSIONS_PASSWORD_ATTEMPTS must be a whole number >= 0."
+            )
+        return value
+
+    @property
+    def PASSWORD_LOCKOUT(self) -> int:
+        """Seconds a session waits, after its last wrong password, once the attempts are used up."""
+        value = self._get("PASSWORD_LOCKOUT", 300)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ImproperlyConfigured(
+                "USER_SESSIONS_PASSWORD_LOCKOUT must be a whole number of seconds > 0."
+            )
+        return value
+
+    @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
         return str(self._get("CRISPY_TEMPLATE_PACK", "user_sessions"))
 

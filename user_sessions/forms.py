@@ -29,11 +29,16 @@ class ConfirmPasswordForm(forms.Form):
 
     error_messages = {
         "password_incorrect": _("The password is not correct."),
+        "too_many_attempts": _("Too many wrong passwords. Try again in a few minutes."),
     }
 
-    def __init__(self, user: AbstractBaseUser, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, user: AbstractBaseUser, *args: Any, locked: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
+        # Out of attempts (see user_sessions.throttle): no password is checked.
+        self.locked = locked
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
@@ -43,6 +48,10 @@ class ConfirmPasswordForm(forms.Form):
 
     def clean_password(self) -> str:
         password: str = self.cleaned_data["password"]
+        if self.locked:
+            raise forms.ValidationError(
+                self.error_messages["too_many_attempts"], code="too_many_attempts"
+            )
         # Same check as Django's PasswordChangeForm.
         if not self.user.check_password(password):
             raise forms.ValidationError(

@@ -32,6 +32,7 @@ from django.views.decorators.cache import never_cache
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from user_sessions import throttle
 from user_sessions.conf import app_settings
 from user_sessions.devices import device_label
 from user_sessions.forms import ConfirmPasswordForm
@@ -113,9 +114,11 @@ def active_window() -> datetime.timedelta:
     return max(MIN_ACTIVE_WINDOW, datetime.timedelta(seconds=2 * app_settings.ACTIVITY_INTERVAL))
 
 
-def password_form(user: AbstractBaseUser, dialog_key: str, data: Any = None) -> ConfirmPasswordForm:
+def password_form(
+    user: AbstractBaseUser, dialog_key: str, data: Any = None, *, locked: bool = False
+) -> ConfirmPasswordForm:
     # Each dialog holds its own form, so ids must differ between dialogs.
-    return ConfirmPasswordForm(user, data, auto_id=f"us-{dialog_key}-%s")
+    return ConfirmPasswordForm(user, data, auto_id=f"us-{dialog_key}-%s", locked=locked)
 
 
 def requires_password(action: Literal["one", "others"]) -> bool:
@@ -354,9 +357,21 @@ class ConfirmedSignOutView(SessionsView):
             if not wants_partial(request) and "password" not in request.POST:
                 # The no-JS button posts straight away; ask for the password first.
                 return self.ask(form=None, status=200)
-            form = password_form(self.user, self.dialog_key(), request.POST)
+            session = request.session
+            form = password_form(
+                self.user, self.dialog_key(), request.POST, locked=throttle.locked(session)
+            )
             if not form.is_valid():
+                if form.has_error("password", "password_incorrect"):
+                    throttle.record_failure(session)
+                    if throttle.locked(session):
+                        # That was the last attempt: say so now, not next time.
+                        form = password_form(
+                            self.user, self.dialog_key(), request.POST, locked=True
+                        )
+                        form.is_valid()
                 return self.refuse(form)
+            throttle.reset(session)
         message = self.sign_out()
         if wants_partial(request):
             return self.render_list(build_device_list(request, announcement=message))
