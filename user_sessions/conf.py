@@ -41,26 +41,27 @@ class Settings:
             value = self._values[name] = getattr(django_settings, self.prefix + name, default)
             return value
 
+    def _whole_number(self, name: str, default: int, *, minimum: int, unit: str) -> int:
+        value = self._get(name, default)
+        # bool is an int to Python, never to a reader of settings.py.
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ImproperlyConfigured(
+                f"{self.prefix}{name} must be a whole number{unit} >= {minimum}."
+            )
+        return value
+
     def reload(self) -> None:
         self._values.clear()
 
     @property
     def ACTIVITY_INTERVAL(self) -> int:
         """Seconds between two writes of ``last_activity`` for an unchanged session."""
-        value = self._get("ACTIVITY_INTERVAL", 60)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ImproperlyConfigured(
-                "USER_SESSIONS_ACTIVITY_INTERVAL must be a whole number of seconds >= 0."
-            )
-        return value
+        return self._whole_number("ACTIVITY_INTERVAL", 60, minimum=0, unit=" of seconds")
 
     @property
     def PROXY_COUNT(self) -> int:
         """How many reverse proxies stand in front of the site and append to the header."""
-        value = self._get("PROXY_COUNT", 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ImproperlyConfigured("USER_SESSIONS_PROXY_COUNT must be a whole number >= 0.")
-        return value
+        return self._whole_number("PROXY_COUNT", 0, minimum=0, unit="")
 
     @property
     def TRUSTED_PROXIES(self) -> tuple[str, ...]:
@@ -102,12 +103,7 @@ class Settings:
     @property
     def REFRESH_INTERVAL(self) -> int:
         """Seconds between two refreshes of the widget's list; 0 turns refreshing off."""
-        value = self._get("REFRESH_INTERVAL", 30)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ImproperlyConfigured(
-                "USER_SESSIONS_REFRESH_INTERVAL must be a whole number of seconds >= 0."
-            )
-        return value
+        return self._whole_number("REFRESH_INTERVAL", 30, minimum=0, unit=" of seconds")
 
     @property
     def REQUIRE_PASSWORD(self) -> str | None:
@@ -122,22 +118,12 @@ class Settings:
     @property
     def PASSWORD_ATTEMPTS(self) -> int:
         """Wrong passwords a session may enter in the sign-out confirmation; 0 = no limit."""
-        value = self._get("PASSWORD_ATTEMPTS", 5)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ImproperlyConfigured(
-                "USER_SESSIONS_PASSWORD_ATTEMPTS must be a whole number >= 0."
-            )
-        return value
+        return self._whole_number("PASSWORD_ATTEMPTS", 5, minimum=0, unit="")
 
     @property
     def PASSWORD_LOCKOUT(self) -> int:
         """Seconds a session waits, after its last wrong password, once the attempts are used up."""
-        value = self._get("PASSWORD_LOCKOUT", 300)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ImproperlyConfigured(
-                "USER_SESSIONS_PASSWORD_LOCKOUT must be a whole number of seconds > 0."
-            )
-        return value
+        return self._whole_number("PASSWORD_LOCKOUT", 300, minimum=1, unit=" of seconds")
 
     @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
