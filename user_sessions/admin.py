@@ -143,6 +143,7 @@ class SessionAdmin(SessionModelAdmin):
     def location(self, obj: Session) -> str | None:
         return obj.location
 
+    # Translators: admin column heading (yes/no icons): the session has not expired.
     @admin.display(description=_("active"), boolean=True, ordering="expire_date")
     def is_active(self, obj: Session) -> bool:
         return obj.is_active

@@ -79,10 +79,17 @@ class Session(AbstractBaseSession):
     )
     user_agent = models.CharField(_("user agent"), max_length=400, null=True, blank=True)
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    # Translators: admin column and field: the date and time the session began.
     created_at = models.DateTimeField(_("signed in"), default=timezone.now)
     last_activity = models.DateTimeField(_("last activity"), default=timezone.now)
     handle = models.CharField(
-        _("handle"), max_length=32, unique=True, default=new_handle, editable=False
+        # Translators: admin field: the session's public identifier, a random
+        # string used in addresses instead of the secret session key.
+        _("handle"),
+        max_length=32,
+        unique=True,
+        default=new_handle,
+        editable=False,
     )
 
     objects: ClassVar[SessionQuerySet] = SessionQuerySet.as_manager()  # type: ignore[assignment]
