@@ -336,7 +336,7 @@ class SessionStore(SessionBase):
             # Oldest first, by the expire_date index: without an order,
             # PostgreSQL scans the table from its start every batch, past the
             # dead rows earlier batches left (a million rows: 15 s and a
-            # 286 ms longest statement without, 12.6 s and 87 ms with).
+            # 286 ms longest statement without; 12.6-13 s and 87-115 ms with).
             keys = list(
                 model.objects.using(using)
                 .filter(expire_date__lte=now)
