@@ -1,8 +1,10 @@
 """The store's two per-request statements, compiled once per connection.
 
-Every request reads its session and many save it; building and compiling the
-ORM query for either costs more than running it against a local database
-(profiled on PostgreSQL: about two thirds of the read, ~150 µs of an update).
+Every request reads its session and many save it, and building and compiling
+the ORM query is a good part of either: on the benchmark machine (PostgreSQL,
+2 cores) an ORM UPDATE of the session took 150-200 µs longer than the same
+statement replayed, and replaying the read made a whole signed-in request
+about 12 % faster (benchmarks/, README "Performance").
 The statements are still the ORM's own: the query is built once with a
 ``Slot`` where each value goes, compiled for the connection at hand (so any
 backend's dialect and quoting apply), and kept with the result converters
