@@ -358,20 +358,22 @@ class ConfirmedSignOutView(SessionsView):
                 # The no-JS button posts straight away; ask for the password first.
                 return self.ask(form=None, status=200)
             session = request.session
-            form = password_form(
-                self.user, self.dialog_key(), request.POST, locked=throttle.locked(session)
+            # An empty field checks no password, so it costs no attempt.
+            attempt = (
+                throttle.reserve(session) if request.POST.get("password") else throttle.NOT_LIMITED
             )
+            form = password_form(self.user, self.dialog_key(), request.POST, locked=attempt is None)
             if not form.is_valid():
-                if form.has_error("password", "password_incorrect"):
-                    throttle.record_failure(session)
-                    if throttle.locked(session):
-                        # That was the last attempt: say so now, not next time.
-                        form = password_form(
-                            self.user, self.dialog_key(), request.POST, locked=True
-                        )
-                        form.is_valid()
+                if (
+                    attempt is not None
+                    and form.has_error("password", "password_incorrect")
+                    and throttle.failed(session, attempt)
+                ):
+                    # That was the last attempt: say so now, not next time.
+                    form = password_form(self.user, self.dialog_key(), request.POST, locked=True)
+                    form.is_valid()
                 return self.refuse(form)
-            throttle.reset(session)
+            throttle.succeeded(session)
         message = self.sign_out()
         if wants_partial(request):
             return self.render_list(build_device_list(request, announcement=message))
