@@ -25,7 +25,6 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.timesince import timesince
 from django.utils.translation import gettext, ngettext
 from django.views import View
 from django.views.decorators.cache import never_cache
@@ -37,6 +36,7 @@ from user_sessions.conf import app_settings
 from user_sessions.devices import device_label
 from user_sessions.forms import ConfirmPasswordForm
 from user_sessions.models import Session
+from user_sessions.timeago import ago
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -135,7 +135,7 @@ class DeviceList:
     ``sessions`` are the user's live sessions, the current one first, then
     by most recent activity. Each carries extra attributes for templates:
     ``is_current``, ``is_recent`` (active within the activity window),
-    ``last_seen`` ("2 hours"), ``confirm_form`` (a ``ConfirmPasswordForm``
+    ``last_seen`` ("2 hours ago"), ``confirm_form`` (a ``ConfirmPasswordForm``
     or ``None``) and ``dialog_open`` (the dialog should open on arrival).
     """
 
@@ -201,7 +201,7 @@ def build_device_list(
             extra = {
                 "is_current": is_current,
                 "is_recent": is_current or now - session.last_activity <= window,
-                "last_seen": timesince(session.last_activity, now, depth=1),
+                "last_seen": ago(session.last_activity, now),
                 "confirm_form": None,
                 "dialog_open": open_dialog == session.handle,
             }
