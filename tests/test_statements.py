@@ -172,3 +172,37 @@ def test_update_falls_back_to_the_orm(user: Any, monkeypatch: pytest.MonkeyPatch
     assert compiled.statements.update(Session, "default", made.pk, values) == 1
     assert Session.objects.get(pk=made.pk).session_data == "fallback"
     assert compiled.statements.update(Session, "default", "z" * 32, values) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replayed_statements_work_with_postgresql_server_side_binding(user: Any):
+    # Django 4.2+ lets PostgreSQL sites bind parameters on the server, where
+    # a parameter's type is inferred from the SQL around it.
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (USER_SESSIONS_TEST_DB=postgres)")
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    made = make_row(user)
+    options = {**connection.settings_dict.get("OPTIONS", {}), "server_side_binding": True}
+    server_bound = DatabaseWrapper({**connection.settings_dict, "OPTIONS": options}, "server")
+    try:
+        read = compiled.compile_read(Session, server_bound)
+        update = compiled.compile_update(Session, server_bound, UPDATE_COLUMNS)
+        assert read is not None and update is not None
+        server_bound.ensure_connection()
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        assert server_bound.connection.cursor_factory is ServerBindingCursor
+        with server_bound.cursor() as cursor:
+            now = timezone.now()
+            cursor.execute(
+                read.sql, read.params({"session_key": made.pk, "expire_date": now}, server_bound)
+            )
+            row = cursor.fetchone()
+            assert row is not None and row[0] == made.pk
+            values = {"session_data": "bound", "expire_date": made.expire_date, "user_id": None}
+            cursor.execute(update.sql, update.params({**values, "pk": made.pk}, server_bound))
+            assert cursor.rowcount == 1
+    finally:
+        server_bound.close()
+    assert Session.objects.get(pk=made.pk).session_data == "bound"
