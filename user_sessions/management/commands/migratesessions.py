@@ -202,16 +202,17 @@ def import_rows(rows: list[OldRow], using: str, now: datetime.datetime, tally: T
 
 
 def summary(tally: Tally) -> str:
-    imported = gettext("Imported: %(count)d") % {"count": tally.imported}
+    # One "label: number" line each: no sentence to assemble, no plural
+    # form to choose.
+    lines = [gettext("Imported: %(count)d") % {"count": tally.imported}]
     if tally.ownerless:
-        imported += " " + gettext("(%(count)d signed out, as their account no longer exists)") % {
-            "count": tally.ownerless
-        }
-    return "\n".join(
-        [
-            imported,
-            gettext("Already present: %(count)d") % {"count": tally.present},
-            gettext("Expired, skipped: %(count)d") % {"count": tally.expired},
-            gettext("Undecodable, skipped: %(count)d") % {"count": tally.undecodable},
-        ]
-    )
+        lines.append(
+            gettext("Of those, signed out because their account no longer exists: %(count)d")
+            % {"count": tally.ownerless}
+        )
+    lines += [
+        gettext("Already present: %(count)d") % {"count": tally.present},
+        gettext("Expired, skipped: %(count)d") % {"count": tally.expired},
+        gettext("Undecodable, skipped: %(count)d") % {"count": tally.undecodable},
+    ]
+    return "\n".join(lines)
