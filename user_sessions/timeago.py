@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 
 from django.utils import timezone
-from django.utils.translation import npgettext
+from django.utils.translation import npgettext_lazy
 
 MINUTE = 60
 HOUR = 60 * MINUTE
@@ -22,27 +22,28 @@ WEEK = 7 * DAY
 MONTH = 30 * DAY
 YEAR = 365 * DAY
 
+# (seconds in the unit, phrase), largest unit first. The phrases choose
+# their plural form from the "count" they are formatted with.
+UNITS = (
+    (YEAR, npgettext_lazy("last activity", "%(count)d year ago", "%(count)d years ago", "count")),
+    (
+        MONTH,
+        npgettext_lazy("last activity", "%(count)d month ago", "%(count)d months ago", "count"),
+    ),
+    (WEEK, npgettext_lazy("last activity", "%(count)d week ago", "%(count)d weeks ago", "count")),
+    (DAY, npgettext_lazy("last activity", "%(count)d day ago", "%(count)d days ago", "count")),
+    (HOUR, npgettext_lazy("last activity", "%(count)d hour ago", "%(count)d hours ago", "count")),
+    (
+        MINUTE,
+        npgettext_lazy("last activity", "%(count)d minute ago", "%(count)d minutes ago", "count"),
+    ),
+)
+
 
 def ago(then: datetime.datetime, now: datetime.datetime | None = None) -> str:
     """ "2 hours ago" in the active language; anything under a minute counts as one."""
     seconds = int(((now or timezone.now()) - then).total_seconds())
-    # Each phrase is spelled out: makemessages only finds literal strings.
-    if seconds < HOUR:
-        count = max(1, seconds // MINUTE)
-        text = npgettext("last activity", "%(count)d minute ago", "%(count)d minutes ago", count)
-    elif seconds < DAY:
-        count = seconds // HOUR
-        text = npgettext("last activity", "%(count)d hour ago", "%(count)d hours ago", count)
-    elif seconds < WEEK:
-        count = seconds // DAY
-        text = npgettext("last activity", "%(count)d day ago", "%(count)d days ago", count)
-    elif seconds < MONTH:
-        count = seconds // WEEK
-        text = npgettext("last activity", "%(count)d week ago", "%(count)d weeks ago", count)
-    elif seconds < YEAR:
-        count = seconds // MONTH
-        text = npgettext("last activity", "%(count)d month ago", "%(count)d months ago", count)
-    else:
-        count = seconds // YEAR
-        text = npgettext("last activity", "%(count)d year ago", "%(count)d years ago", count)
-    return text % {"count": count}
+    for size, phrase in UNITS:
+        if seconds >= size:
+            return str(phrase % {"count": seconds // size})
+    return str(UNITS[-1][1] % {"count": 1})

@@ -58,15 +58,8 @@ def _from_timestamp(value: float) -> datetime.datetime:
 
 
 class SessionStore(db.SessionStore):
-    def __init__(
-        self,
-        session_key: str | None = None,
-        user_agent: str | None = None,
-        ip: str | None = None,
-    ) -> None:
-        super().__init__(session_key, user_agent=user_agent, ip=ip)
-        # The row's expire_date as a POSIX timestamp (what the entry holds).
-        self._expire_ts: float | None = None
+    # The row's expire_date as a POSIX timestamp (what the entry holds).
+    _expire_ts: float | None = None
 
     @property
     def cache_key(self) -> str:
