@@ -105,6 +105,27 @@ export function signOutButton(row: Locator): Locator {
   return row.getByRole('button', { name: 'Sign out', exact: true });
 }
 
+/**
+ * Click the "Sign out" button of `device`'s row and return the confirmation
+ * dialog it opens, once visible. Its name is the question it asks.
+ */
+export async function openSignOutDialog(
+  page: Page,
+  device: string,
+  question = `Sign out ${device}?`,
+): Promise<Locator> {
+  await signOutButton(sessionRow(page, device)).click();
+  const dialog = page.getByRole('dialog', { name: question });
+  await expect(dialog).toBeVisible();
+  return dialog;
+}
+
+/** The account page on each htmx version the widget supports. */
+export const accountPages = [
+  { htmx: 'htmx 2', path: '/account/' },
+  { htmx: 'htmx 4', path: '/account/htmx4/' },
+];
+
 /** A value on `window` that only survives as long as no navigation happens. */
 export async function markWindow(page: Page): Promise<void> {
   await page.evaluate(() => {

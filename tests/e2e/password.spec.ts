@@ -1,8 +1,10 @@
 // USER_SESSIONS_REQUIRE_PASSWORD = "all": signing out another session asks
 // for the account password, in the dialog (htmx 2 and 4) and without JavaScript.
 import {
+  accountPages,
   expect,
   markWindow,
+  openSignOutDialog,
   sessionRow,
   signOutButton,
   statusMessage,
@@ -15,11 +17,6 @@ import { demoPassword, passwordSite } from './site';
 
 test.use({ site: passwordSite });
 
-const accountPages = [
-  { htmx: 'htmx 2', path: '/account/' },
-  { htmx: 'htmx 4', path: '/account/htmx4/' },
-];
-
 for (const { htmx, path } of accountPages) {
   test(`a wrong password keeps the dialog open, the right one signs out (${htmx})`, async ({
     signIn,
@@ -30,9 +27,7 @@ for (const { htmx, path } of accountPages) {
     await markWindow(page);
 
     const row = sessionRow(page, 'Firefox on Windows');
-    await signOutButton(row).click();
-    const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
-    await expect(dialog).toBeVisible();
+    const dialog = await openSignOutDialog(page, 'Firefox on Windows');
     // The password is what there is to do, so it has focus.
     await expect(dialog.getByLabel('Password')).toBeFocused();
 
@@ -78,9 +73,7 @@ test('signing out all others asks for the password too', async ({ signIn, signIn
 test('signing out this device needs no password', async ({ signIn }) => {
   const page = await signIn({ userAgent: userAgents.chromeMac });
 
-  await signOutButton(sessionRow(page, 'This device')).click();
-  const dialog = page.getByRole('dialog', { name: 'Sign out of this device?' });
-  await expect(dialog).toBeVisible();
+  const dialog = await openSignOutDialog(page, 'This device', 'Sign out of this device?');
   await expect(dialog.getByLabel('Password')).toHaveCount(0);
   await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
   await expect(page).toHaveURL('/');

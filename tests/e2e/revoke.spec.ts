@@ -1,7 +1,9 @@
 // Signing out one other session through the confirmation dialog, on htmx 2 and htmx 4.
 import {
+  accountPages,
   expect,
   markWindow,
+  openSignOutDialog,
   sessionRow,
   signOutButton,
   statusMessage,
@@ -10,11 +12,6 @@ import {
   widget,
   windowMarker,
 } from './fixtures';
-
-const accountPages = [
-  { htmx: 'htmx 2', path: '/account/' },
-  { htmx: 'htmx 4', path: '/account/htmx4/' },
-];
 
 for (const { htmx, path } of accountPages) {
   test.describe(htmx, () => {
@@ -27,9 +24,7 @@ for (const { htmx, path } of accountPages) {
       await markWindow(page);
 
       const row = sessionRow(page, 'Firefox on Windows');
-      await signOutButton(row).click();
-      const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
-      await expect(dialog).toBeVisible();
+      const dialog = await openSignOutDialog(page, 'Firefox on Windows');
       await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
 
       await expect(dialog).toBeHidden();
@@ -51,9 +46,7 @@ for (const { htmx, path } of accountPages) {
       const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
 
       const row = sessionRow(page, 'Firefox on Windows');
-      await signOutButton(row).click();
-      const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
-      await expect(dialog).toBeVisible();
+      const dialog = await openSignOutDialog(page, 'Firefox on Windows');
       await dialog.getByRole('button', { name: 'Cancel' }).click();
 
       await expect(dialog).toBeHidden();
@@ -72,9 +65,7 @@ for (const { htmx, path } of accountPages) {
       const other = await signInElsewhere(userAgents.firefoxWindows);
       const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
 
-      await signOutButton(sessionRow(page, 'This device')).click();
-      const dialog = page.getByRole('dialog', { name: 'Sign out of this device?' });
-      await expect(dialog).toBeVisible();
+      const dialog = await openSignOutDialog(page, 'This device', 'Sign out of this device?');
       await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
 
       // A normal sign-out: off to LOGOUT_REDIRECT_URL (the home page), signed out.
@@ -83,33 +74,29 @@ for (const { htmx, path } of accountPages) {
       await other.goto('/account/');
       await expect(other).toHaveURL('/account/');
     });
-  });
-}
 
-for (const { htmx, path } of accountPages) {
-  test(`confirming a sign-out of a session that ended meanwhile (${htmx})`, async ({
-    signIn,
-    signInElsewhere,
-  }) => {
-    const other = await signInElsewhere(userAgents.firefoxWindows);
-    const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
-    await markWindow(page);
+    test('confirming a sign-out of a session that ended meanwhile', async ({
+      signIn,
+      signInElsewhere,
+    }) => {
+      const other = await signInElsewhere(userAgents.firefoxWindows);
+      const page = await signIn({ userAgent: userAgents.chromeMac, next: path });
+      await markWindow(page);
 
-    const row = sessionRow(page, 'Firefox on Windows');
-    await signOutButton(row).click();
-    const dialog = page.getByRole('dialog', { name: 'Sign out Firefox on Windows?' });
-    await expect(dialog).toBeVisible();
-    // The other browser signs itself out while the dialog is open.
-    const otherNav = other.getByRole('navigation', { name: 'Main' });
-    await otherNav.getByRole('button', { name: 'Sign out', exact: true }).click();
-    await expect(otherNav).toContainText('Sign in');
-    await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
+      const row = sessionRow(page, 'Firefox on Windows');
+      const dialog = await openSignOutDialog(page, 'Firefox on Windows');
+      // The other browser signs itself out while the dialog is open.
+      const otherNav = other.getByRole('navigation', { name: 'Main' });
+      await otherNav.getByRole('button', { name: 'Sign out', exact: true }).click();
+      await expect(otherNav).toContainText('Sign in');
+      await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
 
-    // The server answers with the fresh list and says what happened.
-    await expect(dialog).toBeHidden();
-    await expect(row).toHaveCount(0);
-    await expect(statusMessage(page, 'That session had already ended.')).toBeVisible();
-    await expect(page.getByText('You are not signed in anywhere else.')).toBeVisible();
-    expect(await windowMarker(page)).toBe('no navigation');
+      // The server answers with the fresh list and says what happened.
+      await expect(dialog).toBeHidden();
+      await expect(row).toHaveCount(0);
+      await expect(statusMessage(page, 'That session had already ended.')).toBeVisible();
+      await expect(page.getByText('You are not signed in anywhere else.')).toBeVisible();
+      expect(await windowMarker(page)).toBe('no navigation');
+    });
   });
 }
