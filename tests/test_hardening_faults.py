@@ -210,6 +210,27 @@ def test_a_failed_save_does_not_sign_the_user_out(
     assert auth_client.get("/write/").json() == {"counter": 2}
 
 
+def test_database_down_at_the_activity_check_keeps_serving_from_the_cache(
+    settings: Any, user: Any, browser_factory: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+):
+    """As Django's cached_db: a cache hit needs no database, also when a row check is due."""
+    settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+    laptop = browser_factory()
+    laptop.post("/login/", {"username": user.username, "password": "secret-password"})
+    assert laptop.get("/read/").content == f"user={user.pk}".encode()  # cached now
+    real_now = timezone.now
+    interval = datetime.timedelta(seconds=app_settings.ACTIVITY_INTERVAL + 1)
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + interval)
+    seen: list[Any] = []
+    with database_failing("UPDATE", seen), database_failing("SELECT"):
+        assert laptop.get("/read/").content == f"user={user.pk}".encode()
+        # One attempt at the activity write, not a second one at the end of
+        # the request; and the entry is still there for the next request.
+        assert len(seen) == 1
+        assert laptop.get("/read/").content == f"user={user.pk}".encode()
+    assert "unchecked" in caplog.text
+
+
 # -- the cache down ------------------------------------------------------------------
 
 

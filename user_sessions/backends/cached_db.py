@@ -168,6 +168,12 @@ class SessionStore(db.SessionStore):
         self._cache_call("set", self.cache_key, self._entry(data, row), self._timeout())
         try:
             alive = super().touch(now)
+        except DatabaseError:
+            # The database is down: the entry stays, so the cache keeps
+            # serving the session (checked again an interval from now), and
+            # this request does not try again.
+            self._touched = True
+            raise
         except Exception:
             self._cache_call("delete", self.cache_key)
             raise
