@@ -166,6 +166,32 @@ def test_clear_expired_deletes_in_batches(engine: str, monkeypatch: pytest.Monke
     assert list(Session.objects.values_list("session_key", flat=True)) == ["alive000"]
 
 
+def test_clear_expired_spares_a_session_saved_since_its_batch_was_read():
+    import datetime
+
+    from django.utils import timezone
+
+    past = timezone.now() - datetime.timedelta(days=1)
+    Session.objects.bulk_create(
+        [
+            Session(session_key=f"expired{i:04d}", session_data="", expire_date=past)
+            for i in range(2)
+        ]
+    )
+    later = timezone.now() + datetime.timedelta(days=1)
+
+    def saved_meanwhile(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("SELECT"):
+            # Another request extends expired0000 right after the batch was read.
+            Session.objects.filter(session_key="expired0000").update(expire_date=later)
+        return result
+
+    with connection.execute_wrapper(saved_meanwhile):
+        assert db.SessionStore.clear_expired() == 1
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["expired0000"]
+
+
 # -- cached_db specifics ------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 
-from user_sessions.checks import check_geoip, check_setup
+from user_sessions.checks import check_cache, check_geoip, check_setup
 
 OURS = "user_sessions.middleware.SessionMiddleware"
 DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
@@ -74,8 +74,6 @@ def test_missing_geoip_path(settings, tmp_path):
 
 
 def test_cached_db_on_a_process_local_cache_warns(settings):
-    from user_sessions.checks import check_cache
-
     settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert ids(check_cache()) == ["user_sessions.W007"]
@@ -88,3 +86,10 @@ def test_cached_db_on_a_process_local_cache_warns(settings):
     settings.SESSION_ENGINE = "user_sessions.backends.db"
     settings.SESSION_CACHE_ALIAS = "default"
     assert check_cache() == []
+
+
+def test_a_sites_subclass_of_our_stores_counts_as_ours(settings):
+    settings.SESSION_ENGINE = "tests.testapp.custom_engine"
+    assert check_setup() == []
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ids(check_cache()) == ["user_sessions.W007"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,20 @@ DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 OUR_ENGINES = ("user_sessions.backends.db", "user_sessions.backends.cached_db")
 
 
+def _engine_store() -> type[Any] | None:
+    try:
+        store: type[Any] = import_module(settings.SESSION_ENGINE).SessionStore
+    except (ImportError, AttributeError):
+        return None
+    return store
+
+
 def _uses_our_engine() -> bool:
-    return settings.SESSION_ENGINE in OUR_ENGINES
+    # By class, as the middleware decides: a site's own subclass counts.
+    from user_sessions.backends.db import SessionStore
+
+    store = _engine_store()
+    return store is not None and issubclass(store, SessionStore)
 
 
 def _middleware_classes() -> list[type[Any]]:
@@ -132,7 +145,10 @@ PROCESS_LOCAL_CACHES = (
 
 
 def check_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if settings.SESSION_ENGINE != "user_sessions.backends.cached_db":
+    from user_sessions.backends.cached_db import SessionStore
+
+    store = _engine_store()
+    if store is None or not issubclass(store, SessionStore):
         return []
     alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")

@@ -86,7 +86,8 @@ class Settings:
         if value is None:
             return None
         if isinstance(value, str):
-            value = import_string(value)
+            # Imported once, not on every activity write.
+            value = self._values["CLIENT_IP_RESOLVER"] = import_string(value)
         if not callable(value):
             raise ImproperlyConfigured("USER_SESSIONS_CLIENT_IP_RESOLVER must be a callable.")
         return value  # type: ignore[no-any-return]

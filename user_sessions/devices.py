@@ -33,6 +33,8 @@ from user_agents.parsers import (
     parse_operating_system,
 )
 
+from user_sessions.client import USER_AGENT_MAX_LENGTH
+
 __all__ = [
     "MAX_USER_AGENT_LENGTH",
     "Location",
@@ -52,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 # Real browsers send well under 400 characters; cutting longer strings keeps a
 # crafted multi-kilobyte header from costing milliseconds of regex time.
-MAX_USER_AGENT_LENGTH = 400
+MAX_USER_AGENT_LENGTH = USER_AGENT_MAX_LENGTH
 
 _WARM_UP_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -250,6 +252,8 @@ def country_label(ip: str | None) -> str | None:
 
 
 def _parse_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Stricter than client.parse_ip on purpose: a stored value is a bare
+    # address, and anything else (a port, brackets) is not looked up.
     # Validating first keeps host names away from any code that might resolve them.
     if not isinstance(value, str):
         return None

@@ -20,9 +20,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-from django.core.cache import BaseCache, caches
-
+from user_sessions.backends.cached_db import session_cache as _cache
 from user_sessions.conf import app_settings
 
 if TYPE_CHECKING:
@@ -32,10 +30,6 @@ logger = logging.getLogger("user_sessions.throttle")
 
 KEY_PREFIX = "user_sessions.password_attempts:"
 NOT_LIMITED = 0
-
-
-def _cache() -> BaseCache:
-    return caches[settings.SESSION_CACHE_ALIAS]
 
 
 def _key(session: SessionBase) -> str | None:

@@ -42,7 +42,8 @@ TOMBSTONE_TIMEOUT = 300
 logger = logging.getLogger("user_sessions.backends")
 
 
-def _cache() -> BaseCache:
+def session_cache() -> BaseCache:
+    """The cache of ``SESSION_CACHE_ALIAS``, as Django's cached stores use it."""
     return caches[settings.SESSION_CACHE_ALIAS]
 
 
@@ -86,7 +87,7 @@ class SessionStore(db.SessionStore):
 
     def _cache_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return getattr(_cache(), method)(*args, **kwargs)
+            return getattr(session_cache(), method)(*args, **kwargs)
         except Exception:
             logger.warning("Session cache unavailable (%s); using the database", method)
             return None
@@ -190,7 +191,7 @@ class SessionStore(db.SessionStore):
         if not tombstones:
             return
         try:
-            _cache().set_many(tombstones, TOMBSTONE_TIMEOUT)
+            session_cache().set_many(tombstones, TOMBSTONE_TIMEOUT)
         except Exception:
             logger.warning("Session cache unavailable; could not mark sessions revoked")
 

@@ -82,7 +82,6 @@ class SessionStore(SessionBase):
         # moment, which spares a clock reading (and the middleware asks twice
         # on some paths).
         self._loaded_at: datetime.datetime | None = None
-        self._not_due: RowState | None = None
         # One activity write per request at most, whatever the interval.
         self._touched = False
         self._write_activity = False
@@ -270,18 +269,9 @@ class SessionStore(SessionBase):
         """Whether this request should refresh the row's activity columns."""
         if self._row is None or self._touched or not self.has_client or self.session_key is None:
             return False
-        row = self._row
-        if now is not None:
-            return (now - row.last_activity).total_seconds() >= app_settings.ACTIVITY_INTERVAL
-        if self._not_due is row:
-            return False
-        elapsed = ((self._loaded_at or timezone.now()) - row.last_activity).total_seconds()
-        if elapsed < app_settings.ACTIVITY_INTERVAL:
-            # Judged once per loaded row: the middleware asks again at the
-            # end of the request, and the answer stands.
-            self._not_due = row
-            return False
-        return True
+        now = now or self._loaded_at or timezone.now()
+        elapsed = (now - self._row.last_activity).total_seconds()
+        return elapsed >= app_settings.ACTIVITY_INTERVAL
 
     def touch(self, now: datetime.datetime | None = None) -> bool:
         """Write activity, IP and user agent only; False if the row is gone.
@@ -346,9 +336,12 @@ class SessionStore(SessionBase):
             if not keys:
                 return total
             # Expired sessions cannot be served from a cache either (its
-            # entries expire with them), so the plain delete suffices.
+            # entries expire with them), so the plain delete suffices. Expiry
+            # is checked again: a session saved since the SELECT lives on.
             deleted: int = (
-                model.objects.using(using).filter(session_key__in=keys)._raw_delete(using)
+                model.objects.using(using)
+                .filter(session_key__in=keys, expire_date__lte=now)
+                ._raw_delete(using)
             )
             total += deleted
             if len(keys) < CLEAR_EXPIRED_BATCH_SIZE:
