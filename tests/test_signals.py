@@ -48,3 +48,17 @@ def test_failed_sign_in_sends_nothing_and_stores_nothing(engine: str, browser_fa
         session_created.disconnect(received.append)
     assert received == []
     assert not Session.objects.filter(user=user).exists()
+
+
+def test_without_listeners_signing_in_reads_no_session_row_back(browser_factory, user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    table = Session._meta.db_table
+    client = browser_factory()
+    with CaptureQueriesContext(connection) as queries:
+        client.post("/login/", {"username": user.username, "password": "secret-password"})
+    on_sessions = [q["sql"].split()[0].upper() for q in queries if table in q["sql"]]
+    # One SELECT only: Django's check that the new key is unused.
+    assert on_sessions.count("SELECT") == 1
+    assert Session.objects.get().user == user

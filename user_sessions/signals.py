@@ -27,6 +27,9 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
     # Write the owner now rather than at the end of the request, so the new
     # session shows up in lists (and for receivers) straight away.
     store.save()
+    if not session_created.has_listeners(Session):
+        # Nobody asked: spare the query and the device and location labels.
+        return
     session = Session.objects.filter(session_key=store.session_key).first()
     if session is None:
         return
