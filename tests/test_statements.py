@@ -90,6 +90,9 @@ def test_database_settings_change_recompiles(user: Any, settings: Any):
     assert len(compiled.statements._kept) == 1
     settings.USE_TZ = True  # any assignment sends setting_changed
     assert len(compiled.statements._kept) == 0
+    # The next read compiles again and still finds the row.
+    assert compiled.statements.read(Session, "default", made.pk, timezone.now()) is not None
+    assert len(compiled.statements._kept) == 1
 
 
 def test_uncompilable_statement_falls_back_to_the_orm(

@@ -2,8 +2,8 @@
 import {
   expect,
   markWindow,
+  openSignOutDialog,
   sessionRow,
-  signOutButton,
   test,
   userAgents,
   windowMarker,
@@ -27,8 +27,7 @@ test('a refresh after this session was revoked leads to the sign-in page', async
   const page = await signIn({ userAgent: userAgents.chromeMac });
   const other = await signIn({ userAgent: userAgents.firefoxWindows });
 
-  await signOutButton(sessionRow(other, 'Chrome on macOS')).click();
-  const dialog = other.getByRole('dialog', { name: 'Sign out Chrome on macOS?' });
+  const dialog = await openSignOutDialog(other, 'Chrome on macOS');
   await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
   await expect(sessionRow(other, 'Chrome on macOS')).toHaveCount(0);
 
