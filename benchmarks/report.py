@@ -298,7 +298,8 @@ def _writes_table(rows: list[dict[str, Any]]) -> list[str]:
 def _widget_table(widget: dict[str, Any]) -> list[str]:
     lines = [
         f"**Widget** — `user_sessions/widget.html` rendered for the signed-in user; GeoIP: "
-        f"{widget['geoip']}; every session has its own user agent; addresses cycle through the test networks.",
+        f"{widget['geoip']}; every session has its own user agent; addresses cycle "
+        "through the test networks.",
         "",
         "| Sessions | First render (cold caches) | Render again | Queries | "
         "UA parses first / again | GeoIP lookups first / again | htmx refresh request |",

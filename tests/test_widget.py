@@ -202,6 +202,22 @@ def test_heading_level_can_be_chosen(user: AbstractBaseUser, current: Session) -
     assert parse(html).find("h3", text="Your devices")
 
 
+@pytest.mark.django_db
+def test_heading_level_applies_to_a_widget_the_view_built(
+    user: AbstractBaseUser, current: Session
+) -> None:
+    from user_sessions.views import build_device_list
+
+    request = page_request(user, current)
+    built = build_device_list(request, heading_level=1)
+    html = render(
+        request, '{% include "user_sessions/widget.html" with heading_level=3 %}', widget=built
+    )
+    assert parse(html).find("h3", text="Your devices")
+    # Without one, the view's level stands.
+    assert parse(render(request, widget=built)).find("h1", text="Your devices")
+
+
 # Safety -------------------------------------------------------------------------------
 
 

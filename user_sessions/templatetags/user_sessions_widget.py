@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from crispy_forms.templatetags.crispy_forms_tags import CrispyFormNode
@@ -32,18 +33,25 @@ def user_sessions_widget(context: template.Context, heading_level: Any = None) -
     """
     existing = context.get("widget")
     if isinstance(existing, DeviceList):
-        return existing
+        # A heading level given in the template still applies (an unset
+        # template variable arrives as "").
+        if heading_level in (None, ""):
+            return existing
+        return dataclasses.replace(existing, heading_level=_level(heading_level))
     request = context.get("request")
     if request is None:
         raise ImproperlyConfigured(
             "The user_sessions widget needs 'django.template.context_processors.request' "
             "in the template engine's context processors."
         )
+    return build_device_list(request, heading_level=_level(heading_level))
+
+
+def _level(value: Any) -> int:
     try:
-        level = min(max(int(heading_level), 1), 5)
+        return min(max(int(value), 1), 5)
     except (TypeError, ValueError):
-        level = 2
-    return build_device_list(request, heading_level=level)
+        return 2
 
 
 @register.simple_tag(takes_context=True)
