@@ -322,6 +322,19 @@ def test_cache_down_falls_back_to_the_database(settings, user: Any, caplog):
     assert isinstance(caches["default"], LocMemCache)
 
 
+def test_store_delete_buries_the_key_without_looking_it_up():
+    from django.core.cache import cache
+
+    store = cached_db.SessionStore(user_agent="UA", ip=None)
+    store["a"] = 1
+    store.save()
+    with CaptureQueriesContext(connection) as queries:
+        store.delete()
+    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["DELETE"]
+    assert cache.get(cached_db._cache_key(store.session_key)) == cached_db.TOMBSTONE
+    assert not Session.objects.exists()
+
+
 def test_queryset_delete_skips_the_key_lookup_without_a_cache(settings):
     settings.SESSION_ENGINE = "user_sessions.backends.db"
     store = db.SessionStore(user_agent="UA", ip=None)

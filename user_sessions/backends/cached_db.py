@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
-from django.db import DatabaseError
+from django.db import DatabaseError, models
 from django.utils import timezone
 
 from user_sessions.backends import db
@@ -184,6 +184,15 @@ class SessionStore(db.SessionStore):
 
     def touch(self, now: datetime.datetime | None = None) -> bool:
         return self._refresh(self._get_session(), now)  # type: ignore[attr-defined]
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = self.session_key if session_key is None else session_key
+        if key is None:
+            return
+        # The key is known: the plain delete, then the tombstone, without the
+        # key lookup the queryset's delete needs to find what to bury.
+        models.QuerySet.delete(self.model._base_manager.filter(session_key=key))
+        self._bury([key])
 
     @staticmethod
     def _bury(session_keys: Iterable[str]) -> None:
