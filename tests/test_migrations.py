@@ -17,7 +17,14 @@ def test_no_missing_migrations():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upgrade_from_a_2x_table_keeps_rows_and_gives_each_a_handle(user_factory):
+def test_upgrade_from_a_2x_table_keeps_rows_and_gives_each_a_handle(
+    user_factory, monkeypatch: pytest.MonkeyPatch
+):
+    import importlib
+
+    # Batches of two, so the three rows below take more than one.
+    fill = importlib.import_module("user_sessions.migrations.0003_fill_new_columns")
+    monkeypatch.setattr(fill, "BATCH", 2)
     owner = user_factory()
     executor = MigrationExecutor(connection)
     executor.migrate([(APP, "0001_initial")])
