@@ -323,3 +323,17 @@ def test_client_details_are_resolved_only_when_a_write_needs_them(
     auth_client.get("/read/")
     auth_client.get("/read/")
     assert calls == ["/read/"]
+
+
+def test_the_user_agent_parser_is_warmed_when_the_middleware_starts(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from django.http import HttpResponse
+
+    from user_sessions import devices
+    from user_sessions.middleware import SessionMiddleware
+
+    calls: list[None] = []
+    monkeypatch.setattr(devices, "warm_up", lambda: calls.append(None))
+    SessionMiddleware(lambda request: HttpResponse())
+    assert calls == [None]
