@@ -663,21 +663,44 @@ def test_password_for_all_others_when_required(
 
 
 @pytest.mark.django_db
-def test_others_policy_leaves_single_revokes_alone(
-    settings: Any, auth_client: Client, phone: Client
+@pytest.mark.parametrize("policy", ["others", "all"])
+def test_password_policy_has_no_side_door(
+    settings: Any, auth_client: Client, phone: Client, policy: str
 ) -> None:
-    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    # A thief holding a session must not sign the owner's other devices out
+    # one at a time where "sign out all others" would ask for the password.
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = policy
     handle = session_of(phone).handle
     url = reverse("user_sessions:session_delete", args=[handle])
 
     page = parse(auth_client.get(LIST_URL).content)
-    response = auth_client.post(url, **HTMX)
+    htmx = auth_client.post(url, **HTMX)
+    plain = auth_client.post(url)
 
     assert page.find("dialog", data_us_dialog="others").find_all("input", name="password")
-    # Another device's own dialog asks for none.
-    assert page.find("dialog", data_us_dialog=handle).find_all("input", name="password") == []
-    assert response.status_code == 200
+    assert page.find("dialog", data_us_dialog=handle).find_all("input", name="password")
+    assert htmx.status_code == 200
+    assert plain.status_code == 200
+    assert parse(plain.content).find("input", name="password")
+    assert signed_in_user(phone) != "user="
+
+    auth_client.post(url, {"password": "secret-password"}, **HTMX)
     assert signed_in_user(phone) == "user="
+
+
+@pytest.mark.django_db
+def test_password_policy_leaves_signing_yourself_out_free(
+    settings: Any, auth_client: Client
+) -> None:
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    own = session_of(auth_client)
+    url = reverse("user_sessions:session_delete", args=[own.handle])
+
+    response = auth_client.post(url, **HTMX)
+
+    assert response.status_code == 200
+    assert response.headers["HX-Redirect"]
+    assert signed_in_user(auth_client) == "user="
 
 
 @pytest.mark.django_db

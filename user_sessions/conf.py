@@ -108,7 +108,12 @@ class Settings:
 
     @property
     def REQUIRE_PASSWORD(self) -> str | None:
-        """Ask for the password before ``"others"`` (sign out all others) or ``"all"`` revokes."""
+        """``"others"``: signing out any session but the one in use asks for the password.
+
+        ``"all"`` is the 3.0 spelling and now means the same: a policy that
+        asked only before "sign out all others" could be sidestepped by
+        signing the others out one at a time.
+        """
         value = self._get("REQUIRE_PASSWORD", None)
         if value not in REQUIRE_PASSWORD_CHOICES:
             raise ImproperlyConfigured(

@@ -110,7 +110,7 @@ if os.environ.get("EXAMPLE_REFRESH_INTERVAL"):
     USER_SESSIONS_REFRESH_INTERVAL = int(os.environ["EXAMPLE_REFRESH_INTERVAL"])
 
 # user_sessions: ask for the password before signing out other sessions
-# ("others": only for "sign out all others"; "all": for every one).
+# ("others": for any session but the one in use).
 if os.environ.get("EXAMPLE_REQUIRE_PASSWORD"):
     USER_SESSIONS_REQUIRE_PASSWORD = os.environ["EXAMPLE_REQUIRE_PASSWORD"]
 

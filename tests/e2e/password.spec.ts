@@ -1,4 +1,4 @@
-// USER_SESSIONS_REQUIRE_PASSWORD = "all": signing out another session asks
+// USER_SESSIONS_REQUIRE_PASSWORD = "others": signing out another session asks
 // for the account password, in the dialog (htmx 2 and 4) and without JavaScript.
 import {
   accountPages,

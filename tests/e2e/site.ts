@@ -35,8 +35,8 @@ const firstPort = Number(process.env.E2E_PORT ?? 8765);
 
 /** The site most specs use: default settings. */
 export const defaultSite = site(firstPort);
-/** The same site with USER_SESSIONS_REQUIRE_PASSWORD = "all". */
-export const passwordSite = site(firstPort + 1, { EXAMPLE_REQUIRE_PASSWORD: 'all' });
+/** The same site with USER_SESSIONS_REQUIRE_PASSWORD = "others". */
+export const passwordSite = site(firstPort + 1, { EXAMPLE_REQUIRE_PASSWORD: 'others' });
 export const sites = [defaultSite, passwordSite];
 
 export const baseURL = defaultSite.baseURL;
