@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import django
 from crispy_forms.templatetags.crispy_forms_tags import CrispyFormNode
 from django import forms, template
 from django.core.exceptions import ImproperlyConfigured
@@ -61,9 +62,8 @@ def user_sessions_assets(context: template.Context) -> SafeString:
     Both are safe to emit more than once per page: browsers share the
     stylesheet and the script initialises each widget only once.
     """
-    request = context.get("request")
-    nonce = context.get("csp_nonce") or getattr(request, "csp_nonce", None)
-    nonce_attr = format_html(' nonce="{}"', nonce) if nonce else ""
+    nonce = _csp_nonce(context)
+    nonce_attr = format_html(' nonce="{}"', nonce) if nonce is not None else ""
     return format_html(
         '<link rel="stylesheet" href="{}"{}><script src="{}" defer{}></script>',
         static(STYLESHEET),
@@ -71,6 +71,35 @@ def user_sessions_assets(context: template.Context) -> SafeString:
         static(SCRIPT),
         nonce_attr,
     )
+
+
+def _csp_nonce(context: template.Context) -> object | None:
+    """The page's CSP nonce, from Django 6's built-in CSP or from django-csp; None without one.
+
+    Both make the nonce lazily and it tests false until first used, so it is
+    compared with None, never tested for truth: a widget that comes before the
+    page's other nonce users (``{% htmx_script %}``) must use it all the same,
+    and using it is what puts it in the header, built after the page renders.
+    """
+    # Django 6's csp context processor (None when its middleware is missing),
+    # or a site's own processor under the name django-htmx reads too.
+    nonce: object | None = context.get("csp_nonce")
+    if nonce is None or _is_empty_string(nonce):
+        request = context.get("request")
+        # django-csp keeps it on the request; Django 6 under another name, for
+        # sites without its context processor.
+        nonce = getattr(request, "csp_nonce", None)
+        if nonce is None and request is not None and django.VERSION >= (6, 0):
+            from django.middleware.csp import get_nonce
+
+            nonce = get_nonce(request)
+    return nonce
+
+
+def _is_empty_string(value: object) -> bool:
+    # type(), not isinstance(): isinstance() asks a lazy nonce for its class,
+    # which makes it.
+    return type(value) is str and not value
 
 
 @register.simple_tag(takes_context=True)
