@@ -7,9 +7,11 @@ read from ``EXAMPLE_*`` environment variables exists for the browser tests.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from pathlib import Path
 
+import django
 from django.utils.log import DEFAULT_LOGGING
 from django.utils.translation import gettext_lazy as _
 
@@ -44,6 +46,20 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# Content Security Policy: the middleware makes a nonce per response and writes
+# the header of the pages that set a policy (the strict-CSP pages, see
+# example_site/csp.py); the context processor hands the nonce to templates as
+# csp_nonce, which {% htmx_script %} reads (the widget finds it either way).
+# Django 6 has CSP built in; on Django 5.2 django-csp provides it.
+if django.VERSION >= (6, 0):
+    MIDDLEWARE.insert(1, "django.middleware.csp.ContentSecurityPolicyMiddleware")
+    csp_context_processors = ["django.template.context_processors.csp"]
+elif importlib.util.find_spec("csp") is not None:
+    MIDDLEWARE.insert(1, "csp.middleware.CSPMiddleware")
+    csp_context_processors = ["example_site.csp.nonce"]
+else:
+    csp_context_processors = []
+
 # user_sessions: or "user_sessions.backends.cached_db".
 SESSION_ENGINE = "user_sessions.backends.db"
 
@@ -61,6 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                *csp_context_processors,
             ]
         },
     }

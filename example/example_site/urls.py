@@ -13,6 +13,14 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     # The same page on htmx 4, so the widget can be tried (and tested) on both.
     path("account/htmx4/", views.account, {"htmx_version": 4}, name="account-htmx4"),
+    # The same page under a strict Content Security Policy (example_site/csp.py).
+    path("account/strict-csp/", views.account_strict_csp, name="account-strict-csp"),
+    path(
+        "account/htmx4/strict-csp/",
+        views.account_strict_csp,
+        {"htmx_version": 4},
+        name="account-htmx4-strict-csp",
+    ),
     # user_sessions: the widget's endpoints.
     path("account/sessions/", include("user_sessions.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -157,3 +157,43 @@ export async function holdsFocus(container: Locator): Promise<boolean> {
 export function statusMessage(page: Page, text: string): Locator {
   return page.getByRole('status').filter({ hasText: text });
 }
+
+/** The account page under a strict Content Security Policy (example_site/csp.py), per htmx version. */
+export const strictCspPages = [
+  { htmx: 'htmx 2', path: '/account/strict-csp/' },
+  { htmx: 'htmx 4', path: '/account/htmx4/strict-csp/' },
+];
+
+/**
+ * From the next page `page` loads on: what its Content Security Policy
+ * refuses, heard in the page (every securitypolicyviolation event, from
+ * before its first script) and in the console (errors naming the policy).
+ * The list survives navigations.
+ */
+export async function watchCsp(page: Page): Promise<string[]> {
+  const refused: string[] = [];
+  await page.exposeBinding('e2eCspRefused', (_source, description: string) => {
+    refused.push(description);
+  });
+  await page.addInitScript(() => {
+    // Capturing on window hears violations on any element and on the document.
+    window.addEventListener(
+      'securitypolicyviolation',
+      (event) => {
+        const report = (window as unknown as { e2eCspRefused: (d: string) => void })
+          .e2eCspRefused;
+        report(
+          `${event.effectiveDirective} refused ${event.blockedURI || 'inline code'}` +
+            ` (${event.sourceFile}:${event.lineNumber}) ${event.sample}`.trimEnd(),
+        );
+      },
+      true,
+    );
+  });
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) {
+      refused.push(`console: ${message.text()}`);
+    }
+  });
+  return refused;
+}
