@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from importlib import import_module
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth import SESSION_KEY
-from django.contrib.sessions.backends.base import UpdateError
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
@@ -15,6 +19,7 @@ from django.utils import timezone
 
 from tests.conftest import CHROME_WINDOWS
 from user_sessions.backends import cached_db, db
+from user_sessions.backends.db import MAX_CREATE_ATTEMPTS
 from user_sessions.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -358,3 +363,125 @@ def test_data_naming_a_deleted_owner_ends_the_session_instead_of_erroring(
     store[SESSION_KEY] = str(ghost_pk)
     with pytest.raises(UpdateError):
         store.save()
+
+
+# Creating a session: bounded, and a deleted owner makes it anonymous -----------------
+
+
+@contextlib.contextmanager
+def insert_guard(limit: int = 50) -> Iterator[list[str]]:
+    """Count INSERTs into the sessions table; fail the test (not hang) past ``limit``."""
+    table = Session._meta.db_table
+    inserts: list[str] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip().upper().startswith("INSERT") and table in sql:
+            inserts.append(sql)
+            if len(inserts) > limit:
+                raise RuntimeError(f"more than {limit} INSERTs: create() does not stop")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield inserts
+
+
+def owned_store(user: Any) -> Any:
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store["cart"] = ["tea"]
+    return store
+
+
+@pytest.mark.django_db
+def test_create_for_a_deleted_owner_ends_as_anonymous(engine: str, user: Any) -> None:
+    store = owned_store(user)
+    user.delete()
+
+    with insert_guard() as inserts:
+        store.create()
+
+    assert len(inserts) == 1
+    row = Session.objects.get(session_key=store.session_key)
+    assert row.user_id is None
+    assert SESSION_KEY not in store and HASH_SESSION_KEY not in store
+    # What was not about the owner is kept.
+    assert store["cart"] == ["tea"]
+
+
+@pytest.mark.django_db
+def test_key_collisions_are_retried_a_bounded_number_of_times(engine: str) -> None:
+    taken = import_module(settings.SESSION_ENGINE).SessionStore()
+    taken["x"] = 1
+    taken.create()
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    # Every key it draws is the one already taken.
+    store._get_new_session_key = lambda: taken.session_key
+
+    with insert_guard() as inserts, pytest.raises(CreateError):
+        store.create()
+
+    assert len(inserts) == MAX_CREATE_ATTEMPTS
+    assert Session.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_deleting_a_user_ends_their_cached_sessions_like_db(
+    engine: str,
+    auth_client: Any,
+    user: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    assert auth_client.get("/read/").content.decode() == f"user={user.pk}"
+    key = auth_client.cookies["sessionid"].value
+
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+
+    if engine == "cached_db":
+        from user_sessions.backends.cached_db import TOMBSTONE, _cache_key, session_cache
+
+        assert session_cache().get(_cache_key(key)) == TOMBSTONE
+    with insert_guard() as inserts:
+        response = auth_client.get("/cycle/")
+    # As the db store answers: an anonymous visitor, no error, one new row.
+    assert response.status_code == 200
+    assert response.content.decode() == "user="
+    assert len(inserts) <= 1
+    assert not Session.objects.filter(session_key=key).exists()
+    assert auth_client.get("/write/").status_code == 200
+
+
+@pytest.fixture
+def cached_engine(settings: Any) -> Iterator[None]:
+    from django.core.cache import cache
+
+    settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.mark.django_db
+def test_a_stale_cached_copy_of_a_deleted_users_session_cycles_as_anonymous(
+    cached_engine: None, user: Any, auth_client: Any
+) -> None:
+    # The cache missed the burial (down at the time, say): the copy still
+    # names the deleted user when a view cycles the key.
+    from user_sessions.backends.cached_db import _cache_key, session_cache
+
+    assert auth_client.get("/write/").status_code == 200
+    key = auth_client.cookies["sessionid"].value
+    entry = session_cache().get(_cache_key(key))
+    assert entry is not None
+    user_pk = user.pk
+    user.delete()
+    session_cache().set(_cache_key(key), entry, 300)
+
+    with insert_guard() as inserts:
+        response = auth_client.get("/cycle/")
+
+    assert response.status_code == 200
+    assert len(inserts) <= 1
+    assert not Session.objects.filter(user_id=user_pk).exists()

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CHROME_WINDOWS
 from user_sessions.models import Session
 from user_sessions.signals import session_created
 
@@ -62,3 +63,35 @@ def test_without_listeners_signing_in_reads_no_session_row_back(browser_factory,
     # One SELECT only: Django's check that the new key is unused.
     assert on_sessions.count("SELECT") == 1
     assert Session.objects.get().user == user
+
+
+def test_sign_in_records_the_sign_in_requests_client(engine: str, browser_factory, user):
+    # An anonymous visit from one address and browser, then, inside the
+    # activity interval, a sign-in from another: the signed-in row (and the
+    # signal a "new sign-in" alert would use) must describe the sign-in.
+    from tests.conftest import FIREFOX_LINUX
+
+    received: list[dict[str, Any]] = []
+
+    def listener(sender: Any, **kwargs: Any) -> None:
+        received.append(kwargs)
+
+    client = browser_factory(FIREFOX_LINUX, "192.0.2.1")
+    client.get("/write/")
+    anonymous = Session.objects.get()
+    assert (anonymous.ip, anonymous.user_agent) == ("192.0.2.1", FIREFOX_LINUX)
+
+    client.defaults.update(HTTP_USER_AGENT=CHROME_WINDOWS, REMOTE_ADDR="203.0.113.10")
+    session_created.connect(listener)
+    try:
+        client.post("/login/", {"username": user.username, "password": "secret-password"})
+    finally:
+        session_created.disconnect(listener)
+
+    row = Session.objects.get(user=user)
+    assert (row.ip, row.user_agent) == ("203.0.113.10", CHROME_WINDOWS)
+    assert row.last_activity >= row.created_at
+    assert row.handle != anonymous.handle
+    assert [(event["session"].ip, event["device"]) for event in received] == [
+        ("203.0.113.10", "Chrome on Windows")
+    ]

@@ -18,5 +18,13 @@ urlpatterns = [
     path("revoked/write/", views.revoked_then_write),
     path("async/read/", views.async_read),
     path("async/write/", views.async_write),
+    path("cycle/", views.cycle),
+    path("password/change/", auth_views.PasswordChangeView.as_view(success_url="/read/")),
+    path("password/set-only/", views.set_password_only),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(success_url="/read/"),
+        name="password_reset_confirm",
+    ),
     path("account/sessions/", include("user_sessions.urls")),
 ]

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import DatabaseError
 
+from user_sessions import passwords
 from user_sessions.backends.db import SessionStore as UserSessionStore
 
 if TYPE_CHECKING:
@@ -49,8 +50,12 @@ class SessionMiddleware(DjangoSessionMiddleware):
             # A misconfigured engine is reported by the system checks; keep
             # serving requests meanwhile.
             request.session = self.SessionStore(session_key)
+        # A password changed by this request ends the user's other sessions
+        # at once, and this one at the response unless it got the new hash.
+        passwords.bind(request.session)
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        passwords.release()
         session = getattr(request, "session", None)
         if (
             isinstance(session, UserSessionStore)

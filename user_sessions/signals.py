@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import Signal
 
 if TYPE_CHECKING:
@@ -43,10 +46,37 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
     )
 
 
+def on_user_deleting(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+    """Bury cached copies of a deleted user's sessions once the delete commits.
+
+    The rows go with the user through the database cascade, which bypasses
+    ``SessionQuerySet.delete()``; without this a cached copy would keep
+    serving the deleted user's session until it expired.
+    """
+    from user_sessions.models import Session, _forget_cached
+
+    forget = _forget_cached()
+    if forget is None:
+        return
+    keys = list(Session.objects.filter(user=instance).values_list("session_key", flat=True))
+    if keys:
+        transaction.on_commit(lambda: forget(keys), using=using)
+
+
 def connect() -> None:
     from django.contrib.auth.signals import user_logged_in
 
+    from user_sessions.passwords import on_user_saved
+
     user_logged_in.connect(on_user_logged_in, dispatch_uid="user_sessions.on_user_logged_in")
+    post_save.connect(
+        on_user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="user_sessions.on_user_saved"
+    )
+    pre_delete.connect(
+        on_user_deleting,
+        sender=settings.AUTH_USER_MODEL,
+        dispatch_uid="user_sessions.on_user_deleting",
+    )
 
 
 __all__ = ["connect", "session_created"]

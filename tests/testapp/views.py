@@ -53,3 +53,16 @@ def revoked_then_write(request: HttpRequest) -> HttpResponse:
     _revoke_current(request)
     request.session["counter"] = 99
     return HttpResponse("written")
+
+
+def cycle(request: HttpRequest) -> HttpResponse:
+    request.session.cycle_key()
+    return HttpResponse(f"user={request.user.pk or ''}")
+
+
+def set_password_only(request: HttpRequest) -> HttpResponse:
+    # A password change that does not call update_session_auth_hash().
+    user = request.user
+    user.set_password(request.POST["password"])  # type: ignore[union-attr]
+    user.save()  # type: ignore[union-attr]
+    return HttpResponse("changed")

@@ -162,6 +162,13 @@ class SessionStore(db.SessionStore):
             self._cache_call("delete", self.cache_key)
             raise
 
+    def _rekeyed(self, old_key: str, data: dict[str, Any], expire_date: datetime.datetime) -> None:
+        self._expire_ts = expire_date.timestamp()
+        if self._row is not None:
+            self._cache_call("set", self.cache_key, self._entry(data, self._row), self._timeout())
+        # The old key must not come back from the cache.
+        self._bury([old_key])
+
     def _refresh(self, data: dict[str, Any], now: datetime.datetime | None = None) -> bool:
         now = now or timezone.now()
         key = self._get_or_create_session_key()  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.db import DatabaseError, IntegrityError, router, transaction
@@ -48,11 +48,20 @@ SESSION_KEY_PATTERN = re.compile(r"[a-z0-9]{8,40}")
 CLEAR_EXPIRED_BATCH_SIZE = 1000
 
 
+# A new key collides with an existing one about never (32 characters of 36);
+# more than a few collisions in a row means something else is wrong, and
+# retrying forever would hide it (and hammer the database).
+MAX_CREATE_ATTEMPTS = 10
+
 _UNRESOLVED = object()
 
 
 class SessionGone(UpdateError):
     """The row was deleted (revoked) while this request was using it."""
+
+
+class OwnerGone(CreateError):
+    """The data names a user who no longer exists, so the row cannot be inserted."""
 
 
 class RowState(NamedTuple):
@@ -167,14 +176,92 @@ class SessionStore(SessionBase):
     # -- writing ---------------------------------------------------------
 
     def create(self) -> None:
-        while True:
+        # A new row is a new record: its client and activity are this
+        # request's. A sign-in creates one, and must never inherit the address
+        # and browser of the anonymous visit before it.
+        self._row = None
+        self._drop_missing_owner(self._get_session(no_load=True))  # type: ignore[attr-defined]
+        for _attempt in range(MAX_CREATE_ATTEMPTS):
             self._session_key = self._get_new_session_key()  # type: ignore[attr-defined]
             try:
                 self.save(must_create=True)
+            except OwnerGone:
+                # Deleted between the check and the insert.
+                self._drop_missing_owner(self._get_session(no_load=True))  # type: ignore[attr-defined]
+                continue
             except CreateError:
                 continue
             self.modified = True
             return
+        raise CreateError(f"No session could be created in {MAX_CREATE_ATTEMPTS} attempts.")
+
+    def _owner_exists(self, owner_id: Any, using: str | None = None) -> bool:
+        user_model = self.model._meta.get_field("user").related_model
+        using = using or router.db_for_write(self.model)
+        return bool(user_model._base_manager.using(using).filter(pk=owner_id).exists())  # type: ignore[union-attr]
+
+    def _drop_missing_owner(self, data: dict[str, Any]) -> None:
+        """Carry on as anonymous when the data names a user who no longer exists.
+
+        The row's owner is a foreign key, so inserting it would fail, and it
+        would fail again on every retry. Django's own auth treats such a
+        session as anonymous; so does this.
+        """
+        owner_id = self._owner_id(data)
+        if owner_id is None or self._owner_exists(owner_id):
+            return
+        for key in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY):
+            data.pop(key, None)
+
+    def cycle_key(self) -> None:
+        """A new key for the same data; a signed-in session keeps its handle and sign-in time.
+
+        Django cycles the key of a signed-in session when the password changes
+        (``update_session_auth_hash``) and when the same user signs in again:
+        the session goes on, so its row is re-keyed in place (one UPDATE), and
+        lists and history keep naming it by the same handle. A session without
+        an owner (the anonymous visit before a sign-in) gets a new row.
+        """
+        data = self._session  # type: ignore[attr-defined]
+        key = self.session_key
+        if key is not None and self._owner_id(data) is not None and self._rekey(key, data):
+            return
+        super().cycle_key()
+
+    def _rekey(self, old_key: str, data: dict[str, Any]) -> bool:
+        new_key: str = self._get_new_session_key()  # type: ignore[attr-defined]
+        values: dict[str, Any] = {
+            "session_key": new_key,
+            "session_data": self.encode(data),
+            "expire_date": self.get_expiry_date(),
+        }
+        if self.has_client:
+            values |= {
+                "ip": anonymize_ip(self.ip),
+                "user_agent": self.user_agent,
+                "last_activity": timezone.now(),
+            }
+        model = self.model
+        using = router.db_for_write(model)
+        try:
+            updated = model._base_manager.using(using).filter(pk=old_key).update(**values)
+        except IntegrityError:
+            # The new key was taken meanwhile (or the owner went): the plain
+            # cycle handles both.
+            return False
+        if not updated:
+            return False
+        self._session_key = new_key
+        self._session_cache = data
+        self.modified = True
+        if "last_activity" in values:
+            self._row = RowState(values["last_activity"], values["ip"], values["user_agent"])
+            self._touched = True
+        self._rekeyed(old_key, data, values["expire_date"])
+        return True
+
+    def _rekeyed(self, old_key: str, data: dict[str, Any], expire_date: datetime.datetime) -> None:
+        """Called once a row has its new key; cached stores move their copy."""
 
     def _owner_id(self, data: dict[str, Any]) -> Any:
         value = data.get(SESSION_KEY)
@@ -234,6 +321,9 @@ class SessionStore(SessionBase):
                     updated = statements.update(self.model, using, obj.pk, columns)
         except IntegrityError as exc:
             if must_create:
+                owner_id = getattr(obj, "user_id", None)
+                if owner_id is not None and not self._owner_exists(owner_id, using):
+                    raise OwnerGone from exc
                 raise CreateError from exc
             # The owner named in the data no longer exists (its rows went with
             # it): the session is gone as far as this request is concerned.
@@ -303,6 +393,9 @@ class SessionStore(SessionBase):
 
     async def acreate(self) -> None:
         await sync_to_async(self.create)()
+
+    async def acycle_key(self) -> None:
+        await sync_to_async(self.cycle_key)()
 
     async def asave(self, must_create: bool = False) -> None:
         await sync_to_async(self.save)(must_create)

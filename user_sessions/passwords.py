@@ -1,0 +1,142 @@
+"""End a user's other sessions the moment their password changes.
+
+Django signs a session out once its auth hash no longer verifies, but only at
+that session's next request. Until then its row stays, so right after the
+owner changes a stolen password the device list still shows the thief as
+signed in. Here, saving a user whose password was set (``set_password()``
+then ``save()``: Django's password change, reset and admin forms, the
+``changepassword`` command, a shell) deletes, from the table and any cache,
+every session of that user whose auth hash no longer verifies.
+
+The request that changes the password is spared until its response: Django's
+``update_session_auth_hash()`` gives it the new hash after the save (and then
+it stays, with its handle and sign-in time); a view that does not call it
+leaves a session that would not authenticate, which is flushed then.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.utils.crypto import constant_time_compare
+
+if TYPE_CHECKING:
+    from django.contrib.sessions.backends.base import SessionBase
+
+# Keys decoded and deleted per statement: bounded, however many sessions.
+BATCH_SIZE = 500
+
+
+@dataclass
+class _Binding:
+    session: SessionBase
+    # The user whose password this request changed, if it did.
+    changed: Any = None
+
+
+_request_session: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar(
+    "user_sessions_request_session", default=None
+)
+
+
+def bind(session: SessionBase) -> None:
+    """The session of the request being served (the middleware calls this)."""
+    _request_session.set(_Binding(session))
+
+
+def release() -> SessionBase | None:
+    """End the request: flush its session if a password change left it unverifiable."""
+    binding = _request_session.get()
+    _request_session.set(None)
+    if binding is None or binding.changed is None:
+        return None
+    session = binding.session
+    if session.session_key is not None and not hash_verifies(
+        binding.changed, session.get(HASH_SESSION_KEY)
+    ):
+        session.flush()
+    return session
+
+
+def hash_verifies(user: Any, session_hash: object) -> bool:
+    """What ``django.contrib.auth.get_user()`` accepts, fallback secrets included."""
+    if not isinstance(session_hash, str) or not session_hash:
+        return False
+    if constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    fallbacks = getattr(user, "get_session_auth_fallback_hash", None)
+    return fallbacks is not None and any(
+        constant_time_compare(session_hash, fallback) for fallback in fallbacks()
+    )
+
+
+def _decoder() -> SessionBase:
+    # The engine's own decoding (its salt is the store's class name).
+    store: SessionBase = import_module(settings.SESSION_ENGINE).SessionStore()
+    return store
+
+
+def _batches(keys: Iterable[str]) -> Iterable[list[str]]:
+    batch: list[str] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def end_unverifiable_sessions(user: Any, keep: str | None = None) -> int:
+    """Sign out every session of ``user`` whose auth hash no longer verifies.
+
+    ``keep`` names a session key to leave alone. Returns how many ended.
+    """
+    from user_sessions.models import Session
+
+    decoder = _decoder()
+    rows = (
+        Session.objects.filter(user=user)
+        .values_list("session_key", "session_data")
+        .iterator(chunk_size=BATCH_SIZE)
+    )
+    stale = (
+        key
+        for key, data in rows
+        if key != keep and not hash_verifies(user, decoder.decode(data).get(HASH_SESSION_KEY))
+    )
+    ended = 0
+    for batch in _batches(stale):
+        ended += Session.objects.filter(session_key__in=batch).revoke()
+    return ended
+
+
+def on_user_saved(
+    sender: Any,
+    instance: Any,
+    created: bool = False,
+    raw: bool = False,
+    update_fields: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> None:
+    if created or raw or not hasattr(instance, "get_session_auth_hash"):
+        return
+    if update_fields is not None and "password" not in update_fields:
+        return
+    # set_password() keeps the raw password here until save() has finished:
+    # Django's own marker of a password change, cheaper than comparing the
+    # stored hash on every save of a user.
+    if getattr(instance, "_password", None) is None:
+        return
+    keep = None
+    binding = _request_session.get()
+    if binding is not None and str(binding.session.get(SESSION_KEY)) == str(instance.pk):
+        keep = binding.session.session_key
+        binding.changed = instance
+    end_unverifiable_sessions(instance, keep=keep)
