@@ -3,8 +3,15 @@ from __future__ import annotations
 import pytest
 from django.core import checks
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
-from user_sessions.checks import check_cache, check_geoip, check_setup
+from user_sessions.checks import (
+    check_cache,
+    check_databases,
+    check_geoip,
+    check_password_attempts,
+    check_setup,
+)
 
 OURS = "user_sessions.middleware.SessionMiddleware"
 DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
@@ -93,3 +100,48 @@ def test_a_sites_subclass_of_our_stores_counts_as_ours(settings):
     assert check_setup() == []
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert ids(check_cache()) == ["user_sessions.W007"]
+
+
+# Database layout (E008) -------------------------------------------------------------
+
+
+def test_sessions_routed_away_from_their_owners_is_an_error(settings):
+    settings.DATABASE_ROUTERS = ["tests.testapp.routers.SessionsElsewhere"]
+    messages = check_databases()
+    assert ids(messages) == ["user_sessions.E008"]
+    assert "'sessions'" in messages[0].msg and "'default'" in messages[0].msg
+    assert "auth.User" in messages[0].msg
+    assert "DATABASE_ROUTERS" in (messages[0].hint or "")
+    with pytest.raises(SystemCheckError):
+        call_command("check")
+
+
+def test_sessions_routed_with_their_owners_is_fine(settings):
+    settings.DATABASE_ROUTERS = ["tests.testapp.routers.SessionsWithUsers"]
+    assert check_databases() == []
+
+
+# Counting wrong passwords (W009) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "exact"),
+    [
+        ("django.core.cache.backends.redis.RedisCache", True),
+        ("django.core.cache.backends.memcached.PyMemcacheCache", True),
+        ("django.core.cache.backends.memcached.PyLibMCCache", True),
+        ("django.core.cache.backends.db.DatabaseCache", False),
+        ("django.core.cache.backends.filebased.FileBasedCache", False),
+        ("django.core.cache.backends.locmem.LocMemCache", False),
+        ("django.core.cache.backends.dummy.DummyCache", False),
+    ],
+)
+def test_password_attempts_warn_on_caches_that_cannot_count_exactly(settings, backend, exact):
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": "127.0.0.1:1"}}
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    assert ids(check_password_attempts()) == ([] if exact else ["user_sessions.W009"])
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 0
+    assert check_password_attempts() == []
+    settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 5
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = None
+    assert check_password_attempts() == []

@@ -171,7 +171,73 @@ def check_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     ]
 
 
+def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Sessions must be written where their owners are: the owner is a foreign key."""
+    from django.contrib.auth import get_user_model
+    from django.db import router
+
+    from user_sessions.models import Session
+
+    user_model = get_user_model()
+    sessions_db = router.db_for_write(Session)
+    users_db = router.db_for_write(user_model)
+    if sessions_db == users_db:
+        return []
+    return [
+        checks.Error(
+            _(
+                "Sessions are written to the database %(sessions)r but users to %(users)r. "
+                "A session's owner is a foreign key to %(model)s, so every sign-in would fail."
+            )
+            % {"sessions": sessions_db, "users": users_db, "model": user_model._meta.label},
+            hint=_(
+                "Route user_sessions.Session to the database of AUTH_USER_MODEL "
+                "(db_for_write in DATABASE_ROUTERS), or route both to one database."
+            ),
+            id="user_sessions.E008",
+        )
+    ]
+
+
+# Caches whose incr() is one atomic step shared by every worker: only these
+# count wrong passwords exactly. Django's database and file caches read and
+# write the value in two steps (parallel requests can each take the same
+# number), and the local-memory cache counts per process.
+EXACT_COUNTING_CACHES = (
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.memcached.PyMemcacheCache",
+    "django.core.cache.backends.memcached.PyLibMCCache",
+)
+
+
+def check_password_attempts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        limited = app_settings.REQUIRE_PASSWORD is not None and app_settings.PASSWORD_ATTEMPTS
+    except ImproperlyConfigured:
+        return []  # E005 reports the setting itself.
+    if not limited:
+        return []
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if backend in EXACT_COUNTING_CACHES:
+        return []
+    return [
+        checks.Warning(
+            _(
+                "USER_SESSIONS_PASSWORD_ATTEMPTS is counted in the cache %(alias)r "
+                "(%(backend)s), which cannot count exactly: parallel requests or other "
+                "worker processes can get more wrong passwords than the limit."
+            )
+            % {"alias": alias, "backend": backend},
+            hint=_("Use Redis or Memcached for SESSION_CACHE_ALIAS to enforce the limit exactly."),
+            id="user_sessions.W009",
+        )
+    ]
+
+
 def register() -> None:
     checks.register(check_setup)
     checks.register(check_geoip)
     checks.register(check_cache)
+    checks.register(check_databases)
+    checks.register(check_password_attempts)
