@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import gc
+import threading
+import weakref
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from user_sessions.backends import statements as compiled
@@ -209,3 +212,31 @@ def test_replayed_statements_work_with_postgresql_server_side_binding(user: Any)
     finally:
         server_bound.close()
     assert Session.objects.get(pk=made.pk).session_data == "bound"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kept_statements_keep_no_connection_alive(user: Any):
+    # Under ASGI every request may get a new connection wrapper: one kept
+    # alive by the cache keeps its database connection open for good.
+    made = make_row(user)
+    seen: list[weakref.ref[Any]] = []
+
+    def request_in_another_thread() -> None:
+        wrapper = connections["default"]
+        seen.append(weakref.ref(wrapper))
+        try:
+            read = compiled.statements.read(Session, "default", made.pk, timezone.now())
+            assert read is not None and timezone.is_aware(read.last_activity)
+            values = {"session_data": "elsewhere", "expire_date": made.expire_date, "user_id": None}
+            assert compiled.statements.update(Session, "default", made.pk, values) == 1
+        finally:
+            wrapper.close()
+
+    thread = threading.Thread(target=request_in_another_thread)
+    thread.start()
+    thread.join()
+    assert compiled.statements._kept, "the thread's statements were not kept"
+    gc.collect()
+    assert seen[0]() is None, "a kept statement holds the thread's connection wrapper"
+    # What the thread compiled serves this thread's connection too.
+    assert compiled.statements.read(Session, "default", made.pk, timezone.now()) is not None

@@ -12,16 +12,20 @@ the ORM would apply. Each call fills the slots with values prepared by the
 same field methods the ORM uses (``get_db_prep_value`` for lookups,
 ``get_db_prep_save`` for updates).
 
-Statements are kept per connection object: those are per thread and per
-alias, and a statement holds converters bound to its connection. A statement
-that does not compile to the expected shape (a custom model with computed
-columns, an unusual backend) is never used: the ORM query runs instead.
+Statements are kept per database alias and hold nothing that refers to a
+connection: under ASGI Django gives every request a new connection wrapper,
+and with ``CONN_MAX_AGE`` a wrapper kept alive keeps its database connection
+open (a cache per wrapper once made MariaDB refuse clients after ~150
+requests). So the converters, bound to a connection, are looked up from the
+connection at hand on each read, as the ORM itself does for every query; on
+PostgreSQL no column of the session needs one. A statement that does not
+compile to the expected shape (a custom model with computed columns, an
+unusual backend) is never used: the ORM query runs instead.
 """
 
 from __future__ import annotations
 
 import datetime
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,8 +39,6 @@ from django.db.models.sql import UpdateQuery
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
-
-Converter = tuple[int, tuple[Callable[..., Any], ...], Any]
 
 
 class Slot(Expression):
@@ -63,14 +65,31 @@ class Slot(Expression):
 
 @dataclass(frozen=True)
 class Statement:
+    """SQL with a slot per value: the same for every connection to one alias."""
+
     sql: str
     slots: tuple[Slot, ...]
-    # For a SELECT: the model fields in column order and their converters.
+    # For a SELECT: the model fields in column order, and the position and
+    # column of each value the ORM converts on the way out.
     field_names: tuple[str, ...] = ()
-    converters: tuple[Converter, ...] = ()
+    converted: tuple[tuple[int, Col], ...] = ()
 
     def params(self, values: dict[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
         return [slot.prepare(values[slot.name], connection) for slot in self.slots]
+
+    def convert(self, row: Iterable[Any], connection: BaseDatabaseWrapper) -> list[Any]:
+        """The row's values as the ORM would return them (``SQLCompiler.apply_converters``)."""
+        values = list(row)
+        for index, column in self.converted:
+            value = values[index]
+            # What SQLCompiler.get_converters() finds for the column.
+            functions = connection.ops.get_db_converters(column) + column.get_db_converters(
+                connection
+            )
+            for function in functions:
+                value = function(value, column, connection)
+            values[index] = value
+        return values
 
 
 def _slots(params: Iterable[Any]) -> tuple[Slot, ...] | None:
@@ -105,11 +124,12 @@ def compile_read(model: type[Model], connection: BaseDatabaseWrapper) -> Stateme
     # Model.from_db() takes a full row positionally, in field order.
     if field_names != [field.attname for field in model._meta.concrete_fields]:
         return None
-    converters = tuple(
-        (index, tuple(functions), expression)
-        for index, (functions, expression) in compiler.get_converters(columns).items()
+    # Which columns need converting depends on the backend and settings only;
+    # the converters themselves are bound to this connection, so not kept.
+    converted = tuple(
+        (index, column) for index, (_functions, column) in compiler.get_converters(columns).items()
     )
-    return Statement(sql, slots, tuple(field_names), converters)
+    return Statement(sql, slots, tuple(field_names), converted)
 
 
 def compile_update(
@@ -126,35 +146,28 @@ def compile_update(
 
 
 class Statements:
+    """Compiled statements by kind, database alias and model (see the module docstring)."""
+
     def __init__(self) -> None:
-        self._kept: weakref.WeakKeyDictionary[
-            BaseDatabaseWrapper, dict[tuple[Any, ...], Statement | None]
-        ] = weakref.WeakKeyDictionary()
+        self._kept: dict[tuple[Any, ...], Statement | None] = {}
 
     def clear(self) -> None:
         self._kept.clear()
 
     def _statement(
-        self,
-        connection: BaseDatabaseWrapper,
-        key: tuple[Any, ...],
-        make: Callable[[], Statement | None],
+        self, key: tuple[Any, ...], make: Callable[[], Statement | None]
     ) -> Statement | None:
-        kept = self._kept.get(connection)
-        if kept is None:
-            kept = self._kept[connection] = {}
         try:
-            return kept[key]
+            return self._kept[key]
         except KeyError:
-            statement = kept[key] = make()
+            # Threads racing here compile equal statements: either may be kept.
+            statement = self._kept[key] = make()
             return statement
 
     def read(self, model: type[Model], using: str, key: str, now: datetime.datetime) -> Any:
         """``model.objects.get(session_key=key, expire_date__gt=now)``, or None."""
         connection = connections[using]
-        statement = self._statement(
-            connection, ("read", model), lambda: compile_read(model, connection)
-        )
+        statement = self._statement(("read", using, model), lambda: compile_read(model, connection))
         if statement is None:
             return (
                 model._default_manager.using(using)
@@ -167,21 +180,14 @@ class Statements:
             row = cursor.fetchone()
         if row is None:
             return None
-        values = list(row)
-        for index, functions, expression in statement.converters:
-            value = values[index]
-            for function in functions:
-                value = function(value, expression, connection)
-            values[index] = value
-        return model.from_db(using, statement.field_names, values)
+        return model.from_db(using, statement.field_names, statement.convert(row, connection))
 
     def update(self, model: type[Model], using: str, pk: Any, values: dict[str, Any]) -> int:
         """``filter(pk=pk).update(**values)``: the number of rows matched."""
         connection = connections[using]
         columns = tuple(values)
         statement = self._statement(
-            connection,
-            ("update", model, columns),
+            ("update", using, model, columns),
             lambda: compile_update(model, connection, columns),
         )
         if statement is None:
