@@ -72,7 +72,7 @@ def test_the_boundary_follows_expire_date_gt_now(user: Any):
     assert compiled.statements.read(Session, "default", made.pk, before) is not None
 
 
-def test_compiled_once_per_connection(user: Any, monkeypatch: pytest.MonkeyPatch):
+def test_compiled_once_per_database(user: Any, monkeypatch: pytest.MonkeyPatch):
     made = make_row(user)
     calls = []
     real = compiled.compile_read
@@ -235,8 +235,10 @@ def test_kept_statements_keep_no_connection_alive(user: Any):
     thread = threading.Thread(target=request_in_another_thread)
     thread.start()
     thread.join()
-    assert compiled.statements._kept, "the thread's statements were not kept"
+    kept = dict(compiled.statements._kept)
+    assert len(kept) == 2, "the thread's read and update were not kept"
     gc.collect()
     assert seen[0]() is None, "a kept statement holds the thread's connection wrapper"
-    # What the thread compiled serves this thread's connection too.
+    # What the thread compiled serves this thread's connection as it is.
     assert compiled.statements.read(Session, "default", made.pk, timezone.now()) is not None
+    assert compiled.statements._kept == kept

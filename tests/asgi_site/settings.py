@@ -14,13 +14,14 @@ from tests.settings import *  # noqa: F403
 DATABASES = {
     "default": {
         **json.loads(os.environ["ASGI_SITE_DATABASE"]),
-        # Persistent connections, as in the report this site reproduces.
+        # Persistent connections: a wrapper something keeps alive then keeps
+        # its database connection open too.
         "CONN_MAX_AGE": 600,
     }
 }
 ROOT_URLCONF = "tests.asgi_site.urls"
+# Nothing shared with the suite's cache (its Redis keys, say).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-SESSION_ENGINE = "user_sessions.backends." + os.environ.get("ASGI_SITE_SESSION_ENGINE", "db")
 
 # DEBUG is off, so Django's console handler is silent: the test shows this
 # server's output when a request fails.
