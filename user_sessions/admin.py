@@ -5,6 +5,12 @@ admin URLs, checkboxes and popups would print it into pages an operator may
 share or screenshot. Here every place the admin would use the pk uses the
 ``handle`` instead, ``session_key`` and ``session_data`` are never shown, and
 sessions end only through ``revoke()`` (which also drops cached copies).
+
+Nor may the admin answer questions about a key: Django's changelist applies
+any query parameter as a lookup (``?session_key__startswith=a``), and whether
+a row stays tells a right guess from a wrong one. Only the declared filters'
+parameters are accepted; anything else is refused before it reaches the
+database, with the same "400 Bad Request" whatever its value.
 """
 
 from __future__ import annotations
@@ -15,15 +21,19 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.filters import ListFilter
+from django.contrib.admin.options import IS_FACETS_VAR
 from django.contrib.admin.utils import quote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
 from django.contrib.auth import get_permission_codename, get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -32,11 +42,16 @@ from user_sessions.models import Session, SessionQuerySet
 
 if TYPE_CHECKING:
     from django.contrib.admin.filters import _ListFilterChoices
+    from django.db.models.query import _OrderByFieldName
     from django.utils.functional import _StrOrPromise
 
     SessionModelAdmin = admin.ModelAdmin[Session]
 else:
     SessionModelAdmin = admin.ModelAdmin
+
+# What the changelist reads besides its filters; the rest of Django's own
+# parameters (popups, ``_to_field``, the error flag) are not carried between pages.
+CHANGELIST_PARAMETERS = frozenset({SEARCH_VAR, ORDER_VAR, PAGE_VAR, ALL_VAR, IS_FACETS_VAR})
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -87,6 +102,36 @@ class SessionChangeList(ChangeList):
         # A popup row hands its pk (the session key) to the opening window.
         # Nothing relates to a session, so popups have no use here.
         self.is_popup = False
+
+    def get_filters(
+        self, request: HttpRequest
+    ) -> tuple[list[ListFilter], bool, dict[str, bool | str], bool, bool]:
+        filters = super().get_filters(request)
+        # Django turns whatever no declared filter consumed into queryset
+        # lookups. Refused here, before any query, so the answer cannot depend
+        # on whether a guessed value matches.
+        unclaimed = set(filters[2])
+        if self.date_hierarchy:
+            # What Django makes of the date hierarchy's year, month and day.
+            unclaimed -= {f"{self.date_hierarchy}__gte", f"{self.date_hierarchy}__lt"}
+        if unclaimed:
+            raise DisallowedModelAdminLookup(f"Filtering by {', '.join(sorted(unclaimed))}")
+        return filters
+
+    def get_ordering(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> list[_OrderByFieldName]:
+        # Django breaks ties by the primary key, which is the session key:
+        # where rows an attacker owns fall around someone else's would say
+        # how that key sorts. The handle is as unique and says nothing.
+        ordering = [
+            term
+            for term in super().get_ordering(request, queryset)
+            if term not in {"pk", "-pk", "session_key", "-session_key"}
+        ]
+        if not {"handle", "-handle"} & set(ordering):
+            ordering.append("-handle")
+        return ordering
 
     def url_for_result(self, result: Session) -> str:  # type: ignore[override]
         return reverse(
@@ -160,6 +205,48 @@ class SessionAdmin(SessionModelAdmin):
             if user_model.USERNAME_FIELD != "email":
                 fields.append("user__email")
         return [*fields, "ip"]
+
+    # -- answering no questions about keys ---------------------------------
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Django allows any lookup on a local field, ``session_key__regex``
+        # included; here only a declared filter's parameters. ``request`` is
+        # optional: Django 5.2 passes it, Django 6 requires it.
+        list_filter = self.get_list_filter(request) if request else self.list_filter
+        for list_filter_item in list_filter:
+            if isinstance(list_filter_item, type):
+                if lookup == getattr(list_filter_item, "parameter_name", None):
+                    return True
+                continue
+            if isinstance(list_filter_item, (list, tuple)):
+                list_filter_item = list_filter_item[0]
+            field = str(list_filter_item)
+            if lookup == field or lookup.startswith(f"{field}__"):
+                # A field filter's parameters; Django's own rule still refuses
+                # walks across relations (``user__password__startswith``).
+                return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+        # None here, but a subclass may declare a date hierarchy.
+        hierarchy = self.date_hierarchy
+        return bool(hierarchy) and lookup in {f"{hierarchy}__{p}" for p in ("year", "month", "day")}
+
+    def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
+        # ``_to_field`` serves the popup and autocomplete widgets of models that
+        # point at sessions: they would be handed the key. Nothing needs them.
+        return False
+
+    def get_preserved_filters(self, request: HttpRequest) -> str:
+        # A change page echoes ``_changelist_filters`` into its links; keep only
+        # what the changelist would accept, so no guess travels with them.
+        preserved = super().get_preserved_filters(request)
+        if not preserved:
+            return preserved
+        query = QueryDict(QueryDict(preserved).get("_changelist_filters", ""), mutable=True)
+        for name in list(query):
+            if name not in CHANGELIST_PARAMETERS and not self.lookup_allowed(
+                name, query.get(name) or "", request
+            ):
+                del query[name]
+        return urlencode({"_changelist_filters": query.urlencode()}) if query else ""
 
     # -- naming sessions by handle ----------------------------------------
 
