@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import FIREFOX_LINUX, SAFARI_IPHONE
+from user_sessions import views
 from user_sessions.models import Session
 from user_sessions.views import SessionDeleteOtherView
 
@@ -181,6 +183,32 @@ def remember_keys() -> None:
     _seen_keys.update(Session.objects.values_list("session_key", flat=True))
 
 
+def bulk_sessions(user: AbstractBaseUser, count: int, *, minutes_ago: int = 10) -> list[Session]:
+    """``count`` live sessions of ``user``, the first most recently active, a minute apart.
+
+    All older than any session a test signs in, so those come first.
+    """
+    now = timezone.now()
+    sessions = [
+        Session(
+            session_key=f"bulk{n:028d}{next(_bulk_batch):08d}",
+            session_data="",
+            expire_date=now + datetime.timedelta(days=1),
+            user=user,
+            user_agent=SAFARI_IPHONE,
+            ip=f"198.51.{n // 250 % 250}.{n % 250 + 1}",
+            created_at=now - datetime.timedelta(days=1),
+            last_activity=now - datetime.timedelta(minutes=minutes_ago + n),
+        )
+        for n in range(count)
+    ]
+    Session.objects.bulk_create(sessions, batch_size=1000)
+    return sessions
+
+
+_bulk_batch = itertools.count()
+
+
 # The list -----------------------------------------------------------------------------
 
 
@@ -300,37 +328,299 @@ def test_refresh_after_own_session_was_revoked(engine: str, auth_client: Client)
 
 
 @pytest.mark.django_db
-def test_list_query_count_does_not_grow(
-    auth_client: Client, user: AbstractBaseUser, browser_factory: Callable[..., Client]
-) -> None:
-    def count() -> int:
+def test_list_query_count_does_not_grow(auth_client: Client, user: AbstractBaseUser) -> None:
+    def count(**headers: str) -> int:
         with CaptureQueriesContext(connection) as queries:
-            response = auth_client.get(LIST_URL)
+            response = auth_client.get(LIST_URL, **headers)
         assert response.status_code == 200
         return len(queries)
 
-    few = count()
-    current = session_of(auth_client)
-    Session.objects.bulk_create(
-        Session(
-            session_key=f"bulk{n:036d}",
-            session_data="",
-            expire_date=current.expire_date,
-            user=user,
-            user_agent=SAFARI_IPHONE,
-            ip=f"198.51.100.{n}",
-        )
-        for n in range(49)
-    )
-    many = count()
+    few, few_htmx = count(), count(**HTMX)
+    bulk_sessions(user, 49)
+    many, many_htmx = count(), count(**HTMX)
 
-    assert len(rows(parse(auth_client.get(LIST_URL).content))) == 50
-    assert many == few
+    assert len(rows(parse(auth_client.get(LIST_URL).content))) == 11
+    # Sessions that do not fit cost one query: counting them.
+    assert many == few + 1
+    assert many_htmx == few_htmx + 1
 
 
 @pytest.mark.django_db
 def test_list_get_only(auth_client: Client) -> None:
     assert auth_client.post(LIST_URL).status_code == 405
+
+
+# The cap and "Show all" ---------------------------------------------------------------
+
+
+def more_link(page: Element) -> Element | None:
+    links = [a for a in page.find_all("a", href=True) if "after=" in a.attrs["href"]]
+    assert len(links) <= 1
+    return links[0] if links else None
+
+
+def by_recency(user: AbstractBaseUser, exclude: Session) -> list[str]:
+    """The handles of ``user``'s other sessions in the list's order."""
+    return list(
+        Session.objects.filter(user=user)
+        .exclude(pk=exclude.pk)
+        .order_by("-last_activity", "-created_at", "-handle")
+        .values_list("handle", flat=True)
+    )
+
+
+@pytest.mark.django_db
+def test_the_list_shows_this_session_and_the_most_recent_others(
+    auth_client: Client, phone: Client, user: AbstractBaseUser
+) -> None:
+    bulk_sessions(user, 25)
+    current = session_of(auth_client)
+    # This device comes first however long ago it was active.
+    Session.objects.filter(pk=current.pk).update(
+        last_activity=timezone.now() - datetime.timedelta(days=5)
+    )
+
+    for response in (auth_client.get(LIST_URL), auth_client.get(LIST_URL, **HTMX)):
+        page = parse(response.content)
+        assert row_handles(page) == [current.handle, *by_recency(user, current)[:10]]
+        assert row_handles(page)[1] == session_of(phone).handle
+        link = more_link(page)
+        assert link is not None and link.text == "Show all (27)"
+        assert link.attrs["href"].startswith(LIST_URL + "?after=")
+        # One dialog in the list ("all other sessions"); a row's is fetched when wanted.
+        assert [d.attrs["data-us-dialog"] for d in page.find_all("dialog")] == ["others"]
+        assert "Your 26 other sessions will be signed out." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_no_show_all_while_everything_fits(
+    settings: Any, auth_client: Client, user: AbstractBaseUser
+) -> None:
+    settings.USER_SESSIONS_WIDGET_LIMIT = 3
+    bulk_sessions(user, 3)
+
+    page = parse(auth_client.get(LIST_URL).content)
+
+    assert len(rows(page)) == 4
+    assert more_link(page) is None
+
+
+@pytest.mark.django_db
+def test_show_all_pages_through_every_session_once(
+    settings: Any,
+    auth_client: Client,
+    phone: Client,
+    user: AbstractBaseUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.USER_SESSIONS_WIDGET_LIMIT = 3
+    monkeypatch.setattr(views, "PAGE_SIZE", 4)
+    bulk_sessions(user, 14)
+    current = session_of(auth_client)
+
+    first = parse(auth_client.get(LIST_URL, **HTMX).content)
+    seen = row_handles(first)[1:]
+    link = more_link(first)
+    labels, announcements = [], []
+    while link is not None:
+        assert link.attrs["hx-get"] == link.attrs["href"]
+        response = auth_client.get(link.attrs["href"], **HTMX)
+        assert response.status_code == 200
+        page = parse(response.content)
+        container = page.find("div", data_us_page=True)
+        assert container.attrs["data-us-more"] == ""
+        announcements.append(container.attrs["data-us-announce"])
+        assert page.find_all("section") == [] and page.find_all("html") == []
+        seen += row_handles(page)
+        labels.append(link.text)
+        link = more_link(page)
+
+    assert seen == by_recency(user, current)
+    assert labels == ["Show all (16)", "Show more", "Show more"]
+    assert announcements == [
+        "4 more sessions shown.",
+        "4 more sessions shown.",
+        "4 more sessions shown.",
+    ]
+    assert current.handle not in seen
+
+
+@pytest.mark.django_db
+def test_a_page_after_sign_outs_skips_and_repeats_nothing(
+    settings: Any, auth_client: Client, user: AbstractBaseUser
+) -> None:
+    settings.USER_SESSIONS_WIDGET_LIMIT = 3
+    bulk_sessions(user, 10)
+    current = session_of(auth_client)
+    order = by_recency(user, current)
+    first = parse(auth_client.get(LIST_URL, **HTMX).content)
+    link = more_link(first)
+    assert link is not None
+
+    # The last row shown (the cursor's own) and the first one after it end;
+    # a row further down becomes active and moves to the top.
+    Session.objects.filter(handle__in=[order[2], order[3]]).delete()
+    Session.objects.filter(handle=order[6]).update(last_activity=timezone.now())
+    page = parse(auth_client.get(link.attrs["href"], **HTMX).content)
+
+    assert row_handles(page) == [order[4], order[5], *order[7:]]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "",
+        "-1",
+        "-1.-1.x",
+        "0",
+        "abc",
+        "99999999999999999999999999.1.x",
+        "1.2.<script>alert(1)</script>",
+        "1.2.3.4",
+        "%00",
+        "9" * 5000,
+    ],
+)
+@pytest.mark.django_db
+def test_a_hostile_cursor_gets_the_list_from_the_top(
+    settings: Any, auth_client: Client, phone: Client, user: AbstractBaseUser, after: str
+) -> None:
+    settings.USER_SESSIONS_WIDGET_LIMIT = 2
+    bulk_sessions(user, 5)
+    current = session_of(auth_client)
+    order = by_recency(user, current)
+
+    full = auth_client.get(LIST_URL, {"after": after})
+    htmx = auth_client.get(LIST_URL, {"after": after}, **HTMX)
+
+    assert full.status_code == htmx.status_code == 200
+    # The full page as without a cursor; htmx gets a page from the top (the
+    # script skips rows it shows already).
+    assert row_handles(parse(full.content)) == [current.handle, *order[:2]]
+    assert row_handles(parse(htmx.content)) == order
+    assert "<script>alert" not in full.content.decode() + htmx.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_cursor_from_another_users_list_shows_nothing_of_theirs(
+    auth_client: Client, user: AbstractBaseUser, user_factory: Callable[..., Any]
+) -> None:
+    stranger = user_factory()
+    theirs = bulk_sessions(stranger, 3)
+    cursor = f"?after=0.0.{theirs[0].handle}"  # the earliest possible position
+
+    page = parse(auth_client.get(LIST_URL + cursor, **HTMX).content)
+
+    assert row_handles(page) == []
+    assert more_link(page) is None
+
+
+@pytest.mark.django_db
+def test_without_javascript_the_link_leads_to_full_pages(
+    settings: Any,
+    auth_client: Client,
+    user: AbstractBaseUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.USER_SESSIONS_WIDGET_LIMIT = 2
+    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    bulk_sessions(user, 7)
+    current = session_of(auth_client)
+    order = by_recency(user, current)
+
+    first = parse(auth_client.get(LIST_URL).content)
+    link = more_link(first)
+    assert link is not None
+    second_response = auth_client.get(link.attrs["href"])
+    second = parse(second_response.content)
+    link = more_link(second)
+    assert link is not None
+    third = parse(auth_client.get(link.attrs["href"]).content)
+
+    assert second.find("h1", text="Your devices")
+    # Each page: this device first, then the next rows after the previous page.
+    assert row_handles(second) == [current.handle, *order[2:5]]
+    assert row_handles(third) == [current.handle, *order[5:7]]
+    assert more_link(second) is not None and more_link(second).text == "Show more"
+    assert more_link(third) is None
+    # A later page is a snapshot: refreshing it would bring back the first page.
+    section = second.find("section", data_us_widget=True)
+    assert section.attrs["data-us-refresh-interval"] == "0"
+    # Sign-outs from there come back to that page, and still count every session.
+    assert {i.attrs["value"] for i in second.find_all("input", name="next")} == {
+        link_path(second_response)
+    }
+    assert "Your 7 other sessions will be signed out." in second_response.content.decode()
+
+
+def link_path(response: HttpResponse) -> str:
+    request = response.wsgi_request  # type: ignore[attr-defined]
+    return str(request.get_full_path())
+
+
+@pytest.mark.django_db
+def test_sign_out_all_others_covers_sessions_beyond_the_cap(
+    engine: str, auth_client: Client, phone: Client, user: AbstractBaseUser
+) -> None:
+    bulk_sessions(user, 30)
+    remember_keys()
+
+    response = auth_client.post(OTHERS_URL, **HTMX)
+
+    page = parse(response.content)
+    listing = page.find("div", id="us-list")
+    assert listing.attrs["data-us-announce"] == "31 other sessions were signed out."
+    assert listing.attrs["data-us-ended"] == "others"
+    assert row_handles(page) == [session_of(auth_client).handle]
+    assert more_link(page) is None
+    assert Session.objects.filter(user=user).count() == 1
+    assert signed_in_user(phone) == "user="
+    assert_no_session_keys(response)
+
+
+@pytest.mark.django_db
+def test_a_sign_out_names_the_session_it_ended(auth_client: Client, phone: Client) -> None:
+    handle = session_of(phone).handle
+    url = reverse("user_sessions:session_delete", args=[handle])
+
+    signed_out = auth_client.post(url, **HTMX)
+    already = auth_client.post(url, **HTMX)
+
+    for response in (signed_out, already):
+        assert parse(response.content).find("div", id="us-list").attrs["data-us-ended"] == handle
+    listing = parse(auth_client.get(LIST_URL, **HTMX).content).find("div", id="us-list")
+    assert "data-us-ended" not in listing.attrs
+
+
+@pytest.mark.django_db
+def test_a_session_beyond_the_cap_has_its_dialog_and_password_check(
+    settings: Any, auth_client: Client, user: AbstractBaseUser
+) -> None:
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    settings.USER_SESSIONS_WIDGET_LIMIT = 2
+    far = bulk_sessions(user, 6)[-1]
+    url = reverse("user_sessions:session_delete", args=[far.handle])
+    assert far.handle not in row_handles(parse(auth_client.get(LIST_URL).content))
+
+    dialog = parse(auth_client.get(url, **HTMX).content).find("dialog", data_us_dialog=far.handle)
+    wrong = auth_client.post(url, {"password": "nope"}, **HTMX)
+
+    assert dialog.find("h2", text="Sign out Safari on iPhone?")
+    assert dialog.find("input", name="password")
+    assert "data-us-open" in dialog.attrs
+    # Refused: the list comes back with that session's dialog, open, with the error.
+    page = parse(wrong.content)
+    slot = page.find("div", data_us_dialog_slot=True)
+    reopened = slot.find("dialog", data_us_dialog=far.handle)
+    assert "data-us-open" in reopened.attrs
+    assert reopened.find("h2", text="Sign out Safari on iPhone?")
+    assert reopened.find("p", text="The password is not correct.")
+    assert Session.objects.filter(pk=far.pk).exists()
+
+    right = auth_client.post(url, {"password": "secret-password"}, **HTMX)
+
+    assert parse(right.content).find("div", id="us-list").attrs["data-us-ended"] == far.handle
+    assert not Session.objects.filter(pk=far.pk).exists()
 
 
 # Signing out another session ----------------------------------------------------------
@@ -481,8 +771,8 @@ def test_csrf_is_enforced(user: AbstractBaseUser, phone: Client) -> None:
     assert refused_others.status_code == 403
     assert Session.objects.filter(handle=target.handle).exists()
 
-    page = parse(strict.get(LIST_URL).content)
-    dialog_form = page.find("dialog", data_us_dialog=target.handle).find("form")
+    dialog = parse(strict.get(url, **HTMX).content)
+    dialog_form = dialog.find("dialog", data_us_dialog=target.handle).find("form")
     token = re.fullmatch(r'\{"X-CSRFToken": "(\w+)"\}', dialog_form.attrs["hx-headers"])
     assert token is not None
 
@@ -493,25 +783,49 @@ def test_csrf_is_enforced(user: AbstractBaseUser, phone: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_htmx_attributes_sit_on_the_requesting_form(auth_client: Client, phone: Client) -> None:
-    page = parse(auth_client.get(LIST_URL).content)
+def test_htmx_attributes_sit_on_the_requesting_element(
+    settings: Any,
+    auth_client: Client,
+    phone: Client,
+    user: AbstractBaseUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.USER_SESSIONS_WIDGET_LIMIT = 1
+    monkeypatch.setattr(views, "PAGE_SIZE", 1)
+    bulk_sessions(user, 2)
+    list_page = auth_client.get(LIST_URL)
+    dialog = auth_client.get(
+        reverse("user_sessions:session_delete", args=[session_of(phone).handle]), **HTMX
+    )
+    more_url = parse(list_page.content).find("a", text="Show all (4)").attrs["href"]
+    next_page = auth_client.get(more_url, **HTMX)
 
-    requesting = 0
-    for element in page.iter():
-        hx = {name for name in element.attrs if name.startswith("hx-")}
-        if not hx:
-            continue
-        requesting += 1
-        # htmx 4 inherits nothing: each requesting element carries it all.
-        assert element.tag == "form"
-        assert hx == {"hx-post", "hx-target", "hx-swap", "hx-headers"}
-        assert element.attrs["hx-post"] == element.attrs["action"]
-        assert element.attrs["hx-target"] == "#us-list"
-        assert element.attrs["hx-swap"] == "outerHTML"
-        assert element.find_all("input", name="csrfmiddlewaretoken")
-    assert "hx-delete" not in auth_client.get(LIST_URL).content.decode()
-    # The row's dialog and the "sign out all others" dialog.
-    assert requesting >= 2
+    forms = links = 0
+    for response in (list_page, dialog, next_page):
+        for element in parse(response.content).iter():
+            hx = {name for name in element.attrs if name.startswith("hx-")}
+            if not hx:
+                continue
+            # htmx 4 inherits nothing: each requesting element carries it all.
+            if element.tag == "form":
+                forms += 1
+                assert hx == {"hx-post", "hx-target", "hx-swap", "hx-headers"}
+                assert element.attrs["hx-post"] == element.attrs["action"]
+                assert element.attrs["hx-target"] == "#us-list"
+                assert element.attrs["hx-swap"] == "outerHTML"
+                assert element.find_all("input", name="csrfmiddlewaretoken")
+            else:
+                links += 1
+                # "Show all" / "Show more": a link that also works without JavaScript.
+                assert element.tag == "a"
+                assert hx == {"hx-get", "hx-target", "hx-swap"}
+                assert element.attrs["hx-get"] == element.attrs["href"]
+                assert element.attrs["hx-target"] == "closest [data-us-more]"
+                assert element.attrs["hx-swap"] == "outerHTML"
+        assert "hx-delete" not in response.content.decode()
+    # The "sign out all others" dialog and the one a row's button fetched; the
+    # link on the list and the one on the next page.
+    assert (forms, links) == (2, 2)
 
 
 # Signing out every other session ------------------------------------------------------
@@ -674,11 +988,12 @@ def test_password_policy_has_no_side_door(
     url = reverse("user_sessions:session_delete", args=[handle])
 
     page = parse(auth_client.get(LIST_URL).content)
+    dialog = parse(auth_client.get(url, **HTMX).content)
     htmx = auth_client.post(url, **HTMX)
     plain = auth_client.post(url)
 
     assert page.find("dialog", data_us_dialog="others").find_all("input", name="password")
-    assert page.find("dialog", data_us_dialog=handle).find_all("input", name="password")
+    assert dialog.find("dialog", data_us_dialog=handle).find_all("input", name="password")
     assert htmx.status_code == 200
     assert plain.status_code == 200
     assert parse(plain.content).find("input", name="password")

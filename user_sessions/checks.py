@@ -105,6 +105,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "PROXY_COUNT",
         "IP_PRIVACY",
         "REFRESH_INTERVAL",
+        "WIDGET_LIMIT",
         "REQUIRE_PASSWORD",
         "PASSWORD_ATTEMPTS",
         "PASSWORD_LOCKOUT",

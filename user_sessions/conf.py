@@ -107,6 +107,11 @@ class Settings:
         return self._whole_number("REFRESH_INTERVAL", 30, minimum=0, unit=" of seconds")
 
     @property
+    def WIDGET_LIMIT(self) -> int:
+        """Other sessions the widget shows in one render; "Show all" loads the rest in pages."""
+        return self._whole_number("WIDGET_LIMIT", 10, minimum=1, unit=" of sessions")
+
+    @property
     def REQUIRE_PASSWORD(self) -> str | None:
         """``"others"``: signing out any session but the one in use asks for the password.
 

@@ -16,6 +16,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import redirect_to_login
+from django.db.models import Case, IntegerField, Q, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.template import TemplateDoesNotExist
@@ -24,7 +25,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext, ngettext
 from django.views import View
 from django.views.decorators.cache import never_cache
@@ -36,6 +37,7 @@ from user_sessions.conf import app_settings
 from user_sessions.devices import device_label
 from user_sessions.forms import ConfirmPasswordForm
 from user_sessions.models import Session
+from user_sessions.paging import ORDER, Cursor
 from user_sessions.timeago import ago
 
 if TYPE_CHECKING:
@@ -44,11 +46,13 @@ if TYPE_CHECKING:
     from django.http.response import HttpResponseBase
 
 __all__ = [
+    "PAGE_SIZE",
     "DeviceList",
     "SessionDeleteOtherView",
     "SessionDeleteView",
     "SessionListView",
     "build_device_list",
+    "build_device_page",
 ]
 
 #: The dialog key of "Sign out all other sessions"; a handle is never this short.
@@ -136,11 +140,11 @@ def requires_password(action: Literal["one", "others"]) -> bool:
 class DeviceList:
     """What the widget templates show: the ``widget`` template variable.
 
-    ``sessions`` are the user's live sessions, the current one first, then
-    by most recent activity. Each carries extra attributes for templates:
-    ``is_current``, ``is_recent`` (active within the activity window),
-    ``last_seen`` ("2 hours ago"), ``confirm_form`` (a ``ConfirmPasswordForm``
-    or ``None``) and ``dialog_open`` (the dialog should open on arrival).
+    ``sessions`` are the rows to show: the current session first, then up to
+    ``USER_SESSIONS_WIDGET_LIMIT`` others by most recent activity (a page of
+    ``PAGE_SIZE`` when ``paged``). Each carries extra attributes for
+    templates: ``is_current``, ``is_recent`` (active within the activity
+    window), ``last_seen`` ("2 hours ago") and ``delete_url``.
     """
 
     user: AbstractBaseUser | AnonymousUser
@@ -150,9 +154,22 @@ class DeviceList:
     refresh_url: str
     refresh_interval: int
     heading_level: int = 2
+    #: Every other live session of the user, shown or not (0 in a page partial).
+    other_count: int = 0
+    #: The next page of rows ("" when every session is shown): a link without
+    #: JavaScript, ``hx-get`` with it.
+    more_url: str = ""
+    #: These rows continue an earlier page ("Show more" rather than "Show all").
+    paged: bool = False
     others_form: ConfirmPasswordForm | None = None
     others_dialog_open: bool = False
+    #: The session whose dialog opens on arrival (a refused password), with its form.
+    dialog_session: Session | None = None
+    dialog_form: ConfirmPasswordForm | None = None
     announcement: str = ""
+    #: What a sign-out just ended: a handle or ``OTHERS`` (the script drops
+    #: rows it had loaded beyond the first page accordingly).
+    ended: str = ""
 
     @property
     def is_authenticated(self) -> bool:
@@ -165,11 +182,52 @@ class DeviceList:
 
     @property
     def other_sessions(self) -> list[Session]:
+        """The other sessions shown in this render."""
         return [s for s in self.sessions if not getattr(s, "is_current", False)]
 
     @property
-    def other_count(self) -> int:
-        return len(self.other_sessions)
+    def total(self) -> int:
+        """All live sessions of the user, this one included."""
+        return self.other_count + (1 if self.current_session is not None else 0)
+
+
+#: Rows one "Show more" adds; the first render shows ``USER_SESSIONS_WIDGET_LIMIT``.
+PAGE_SIZE = 50
+# Reversed once per render and filled in per row: a reverse() costs more than
+# the rest of a row's URL work. Handles are URL-safe (``new_handle``).
+_HANDLE_SLOT = "handle"
+
+
+class _RowDecorator:
+    """Sets the template-facing extras (see ``DeviceList``) on session rows."""
+
+    def __init__(self, current_key: str | None) -> None:
+        self.current_key = current_key
+        self.now = timezone.now()
+        self.window = active_window()
+        url = reverse("user_sessions:session_delete", args=[_HANDLE_SLOT])
+        self.url_head, _slot, self.url_tail = url.rpartition(_HANDLE_SLOT)
+
+    def __call__(self, session: Session) -> Session:
+        is_current = self.current_key is not None and session.session_key == self.current_key
+        session.is_current = is_current  # type: ignore[attr-defined]
+        session.is_recent = (  # type: ignore[attr-defined]
+            is_current or self.now - session.last_activity <= self.window
+        )
+        session.last_seen = ago(session.last_activity, self.now)  # type: ignore[attr-defined]
+        session.delete_url = (  # type: ignore[attr-defined]
+            f"{self.url_head}{session.handle}{self.url_tail}"
+        )
+        return session
+
+
+def page_url(cursor: Cursor) -> str:
+    return f"{list_url()}?{urlencode({'after': cursor.encode()})}"
+
+
+def _current_key(request: HttpRequest) -> str | None:
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    return key if isinstance(key, str) else None
 
 
 def build_device_list(
@@ -180,47 +238,62 @@ def build_device_list(
     form: ConfirmPasswordForm | None = None,
     announcement: str = "",
     next_url: str | None = None,
+    after: Cursor | None = None,
+    dialog_session: Session | None = None,
+    ended: str = "",
 ) -> DeviceList:
-    """Collect the widget's state with one query (none for a signed-out visitor).
+    """Collect the widget's state: one query, two when not every session fits.
+
+    The current session and the ``USER_SESSIONS_WIDGET_LIMIT`` most recently
+    active others come in one query; only when there are more is a second
+    one spent on counting them. ``after`` (the no-JS "Show more" page) shows
+    the ``PAGE_SIZE`` others after that cursor instead. A signed-out visitor
+    costs no query.
 
     ``open_dialog`` names a dialog (a handle or ``OTHERS``) to show on arrival
-    with ``form``, the bound form that failed validation.
+    with ``form``, the bound form that failed validation; for a handle,
+    ``dialog_session`` is that session (it may lie beyond the rows shown).
     """
     user = request.user
     next_url = next_url or current_page(request)
     sessions: list[Session] = []
+    other_count = 0
+    more_url = ""
     if user.is_authenticated:
-        current_key = getattr(getattr(request, "session", None), "session_key", None)
-        rows = (
-            Session.objects.active()
-            .filter(user=user)
-            .defer("session_data")
-            .order_by("-last_activity", "-created_at")
-        )
-        now = timezone.now()
-        window = active_window()
-        need_password = requires_password("one")
-        for session in rows:
-            is_current = current_key is not None and session.session_key == current_key
-            extra = {
-                "is_current": is_current,
-                "is_recent": is_current or now - session.last_activity <= window,
-                "last_seen": ago(session.last_activity, now),
-                "confirm_form": None,
-                "dialog_open": open_dialog == session.handle,
-            }
-            if need_password and not is_current:
-                extra["confirm_form"] = (
-                    form
-                    if open_dialog == session.handle and form is not None
-                    else password_form(user, session.handle)
+        current_key = _current_key(request)
+        limit = app_settings.WIDGET_LIMIT if after is None else PAGE_SIZE
+        live = Session.objects.active().filter(user=user)
+        rows = live.defer("session_data")
+        if after is not None:
+            wanted = after.rows_after()
+            rows = rows.filter(wanted | Q(session_key=current_key) if current_key else wanted)
+        if current_key:
+            # The current session sorts first, whatever its activity.
+            rows = rows.alias(
+                us_elsewhere=Case(
+                    When(session_key=current_key, then=Value(0)),
+                    default=Value(1),
+                    output_field=IntegerField(),
                 )
-            for name, value in extra.items():
-                # Template-facing extras on the row objects (see DeviceList).
-                setattr(session, name, value)
-            sessions.append(session)
-        # Stable sort: the current session first, the rest stay newest first.
-        sessions.sort(key=lambda s: not getattr(s, "is_current", False))
+            ).order_by("us_elsewhere", *ORDER)
+        else:
+            rows = rows.order_by(*ORDER)
+        # One more than fits says whether there are more.
+        fetched = list(rows[: limit + 2])
+        current = fetched[0] if fetched and fetched[0].session_key == current_key else None
+        others = fetched[1:] if current is not None else fetched
+        if len(others) > limit:
+            others = others[:limit]
+            more_url = page_url(Cursor.after(others[-1]))
+        other_count = len(others)
+        if more_url or after is not None:
+            # Rows that ended between the two queries must not make it negative.
+            other_count = max(live.count() - (1 if current is not None else 0), other_count)
+        decorate = _RowDecorator(current_key)
+        sessions = [decorate(s) for s in ([current] if current else []) + others]
+        if dialog_session is not None:
+            shown = {s.handle: s for s in sessions}
+            dialog_session = shown.get(dialog_session.handle) or decorate(dialog_session)
     others_form = None
     if user.is_authenticated and requires_password("others"):
         others_form = form if open_dialog == OTHERS and form is not None else None
@@ -231,11 +304,53 @@ def build_device_list(
         next_url=next_url,
         login_url=login_url(next_url),
         refresh_url=list_url(),
-        refresh_interval=app_settings.REFRESH_INTERVAL,
+        # A page further down is a snapshot: the refresh brings the first page.
+        refresh_interval=app_settings.REFRESH_INTERVAL if after is None else 0,
         heading_level=heading_level,
+        other_count=other_count,
+        more_url=more_url,
+        paged=after is not None,
         others_form=others_form,
         others_dialog_open=open_dialog == OTHERS,
+        dialog_session=dialog_session,
+        dialog_form=form if dialog_session is not None and open_dialog != OTHERS else None,
         announcement=announcement,
+        ended=ended,
+    )
+
+
+def build_device_page(request: HttpRequest, after: Cursor | None) -> DeviceList:
+    """The ``PAGE_SIZE`` other sessions after ``after`` (from the top without one): one query.
+
+    What "Show all" / "Show more" loads into the list. The current session
+    is never part of a page: the list always shows it first.
+    """
+    user = request.user
+    assert user.is_authenticated  # the views require it
+    current_key = _current_key(request)
+    rows = Session.objects.active().filter(user=user).defer("session_data")
+    if current_key:
+        rows = rows.exclude(session_key=current_key)
+    if after is not None:
+        rows = rows.filter(after.rows_after())
+    fetched = list(rows.order_by(*ORDER)[: PAGE_SIZE + 1])
+    more_url = page_url(Cursor.after(fetched[PAGE_SIZE - 1])) if len(fetched) > PAGE_SIZE else ""
+    decorate = _RowDecorator(current_key)
+    sessions = [decorate(session) for session in fetched[:PAGE_SIZE]]
+    next_url = current_page(request)
+    return DeviceList(
+        user=user,
+        sessions=sessions,
+        next_url=next_url,
+        login_url=login_url(next_url),
+        refresh_url=list_url(),
+        refresh_interval=app_settings.REFRESH_INTERVAL,
+        more_url=more_url,
+        paged=True,
+        announcement=ngettext(
+            "%(count)d more session shown.", "%(count)d more sessions shown.", len(sessions)
+        )
+        % {"count": len(sessions)},
     )
 
 
@@ -291,17 +406,33 @@ class SessionsView(LoginRequiredMixin, View):
 
 
 class SessionListView(SessionsView):
-    """The signed-in user's sessions: the full page, or the list partial for htmx."""
+    """The signed-in user's sessions: the full page, or a partial for htmx.
+
+    ``?after=<cursor>`` asks for the rows after that cursor: htmx gets them
+    as ``partials/page.html`` ("Show all" / "Show more"), a normal request a
+    full page that shows them. A cursor that does not parse counts as none:
+    the page from the top.
+    """
 
     template_name = "user_sessions/session_list.html"
+    page_partial_template_name = "user_sessions/partials/page.html"
     http_method_names = ["get", "head", "options"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
+        asked_after = request.GET.get("after")
+        after = Cursor.decode(asked_after)
         if wants_partial(request):
-            return self.render_list(build_device_list(request))
-        return render_page(
-            request, self.template_name, {"widget": build_device_list(request, heading_level=1)}
-        )
+            if asked_after is None:
+                return self.render_list(build_device_list(request))
+            return HttpResponse(
+                render_to_string(
+                    self.page_partial_template_name,
+                    {"widget": build_device_page(request, after)},
+                    request,
+                )
+            )
+        widget = build_device_list(request, heading_level=1, after=after)
+        return render_page(request, self.template_name, {"widget": widget})
 
 
 class ConfirmedSignOutView(SessionsView):
@@ -336,9 +467,11 @@ class ConfirmedSignOutView(SessionsView):
             if wants_partial(request)
             else safe_next(request, request.POST.get("next") or request.GET.get("next"))
         )
-        widget = build_device_list(request, open_dialog=key, form=form, next_url=return_to)
+        widget = build_device_list(
+            request, open_dialog=key, form=form, next_url=return_to, dialog_session=session
+        )
         if session is not None:
-            session = next((s for s in widget.sessions if s.handle == session.handle), session)
+            session = widget.dialog_session
         context = {
             "widget": widget,
             "session": session,
@@ -380,7 +513,9 @@ class ConfirmedSignOutView(SessionsView):
             throttle.succeeded(session)
         message = self.sign_out()
         if wants_partial(request):
-            return self.render_list(build_device_list(request, announcement=message))
+            return self.render_list(
+                build_device_list(request, announcement=message, ended=self.dialog_key())
+            )
         messages.success(request, message, fail_silently=True)
         return HttpResponseRedirect(safe_next(request, request.POST.get("next")))
 
@@ -389,7 +524,12 @@ class ConfirmedSignOutView(SessionsView):
         # and the dialog has to show the error.
         if wants_partial(self.request):
             return self.render_list(
-                build_device_list(self.request, open_dialog=self.dialog_key(), form=form)
+                build_device_list(
+                    self.request,
+                    open_dialog=self.dialog_key(),
+                    form=form,
+                    dialog_session=self.target(),
+                )
             )
         return self.ask(form=form, status=200)
 
@@ -437,7 +577,11 @@ class SessionDeleteView(ConfirmedSignOutView):
             # a 200: htmx 2 swaps no 4xx, and django-htmx's debug script
             # would replace the whole page with a 404 in development.
             return self.render_list(
-                build_device_list(request, announcement=gettext("That session had already ended."))
+                build_device_list(
+                    request,
+                    announcement=gettext("That session had already ended."),
+                    ended=self.dialog_key(),
+                )
             )
         if self.is_current():
             logout(request)

@@ -2,9 +2,15 @@
  * django-user-sessions: behaviour of the "Your devices" widget.
  *
  * htmx sends the confirmed POSTs (the dialog forms carry their own hx-*
- * attributes); this file opens and closes the dialogs, keeps focus where a
- * keyboard user expects it and refreshes the list in place. It listens to no
- * htmx event (their names differ between htmx 2 and 4): it watches the DOM.
+ * attributes) and loads further pages of rows ("Show all"); this file fetches,
+ * opens and closes the dialogs, keeps focus where a keyboard user expects it
+ * and refreshes the list in place. It listens to no htmx event (their names
+ * differ between htmx 2 and 4): it watches the DOM.
+ *
+ * A row's "Sign out" button submits the list's one shared form
+ * (form="us-signout", formaction = that session's URL): without JavaScript it
+ * posts, with it the button's URL answers an htmx GET with that session's
+ * dialog, which goes into [data-us-dialog-slot].
  *
  * Configuration comes from data attributes on the widget root:
  *   data-us-refresh-url       the list URL (answers HX-Request with the list partial)
@@ -23,6 +29,11 @@
   var ROOT = "[data-us-widget]";
   var LIST = "[data-us-list]";
   var ROW = "[data-handle]";
+  var PAGE = "[data-us-page]";
+  var SLOT = "[data-us-dialog-slot]";
+  var DIALOGS =
+    typeof window.HTMLDialogElement === "function" &&
+    typeof window.HTMLDialogElement.prototype.showModal === "function";
 
   function scan(scope) {
     (scope || document).querySelectorAll(ROOT).forEach(init);
@@ -33,11 +44,25 @@
       return;
     }
     // "swaps" counts lists htmx put in; a refresh that began before one is stale.
-    var state = (root.usState = { root: root, trigger: null, timer: null, busy: false, swaps: 0 });
+    // "extras" are the rows "Show all" added beyond the first page, "page" the
+    // container of the "Show more" link that came with the last of them.
+    var state = (root.usState = {
+      root: root,
+      trigger: null,
+      timer: null,
+      busy: false,
+      swaps: 0,
+      extras: [],
+      page: null,
+      clicked: null,
+      dialogRequest: 0,
+    });
     root.addEventListener("submit", function (event) {
       onSubmit(state, event);
     });
     root.addEventListener("click", function (event) {
+      // event.submitter stands in for this where the browser has it.
+      state.clicked = event.target.closest ? event.target.closest("button[formaction]") : null;
       var close = event.target.closest("[data-us-close]");
       var dialog = close && close.closest("dialog");
       if (dialog && dialog.open) {
@@ -73,16 +98,83 @@
     if (!form.matches || !form.matches("form[data-us-confirm]")) {
       return;
     }
-    var dialog = findDialog(state, form.getAttribute("data-us-confirm"));
-    if (!dialog || typeof dialog.showModal !== "function") {
+    var button = event.submitter || state.clicked || form.querySelector("button");
+    state.clicked = null;
+    if (!DIALOGS || !button) {
       // No dialog support: the plain form does the job (the server may ask
       // for confirmation on a page of its own).
       return;
     }
+    var key = form.getAttribute("data-us-confirm");
+    var dialog = key === "session" ? null : findDialog(state, key);
+    if (key === "session" ? !button.hasAttribute("formaction") : !dialog) {
+      return;
+    }
     event.preventDefault();
-    var button = event.submitter || form.querySelector("button");
-    state.trigger = { element: button, handle: rowHandle(form), index: rowIndex(state, form) };
-    openDialog(dialog);
+    state.trigger = { element: button, handle: rowHandle(button), index: rowIndex(state, button) };
+    if (dialog) {
+      openDialog(dialog);
+    } else {
+      fetchDialog(state, button.formAction);
+    }
+  }
+
+  // One dialog at a time, from the server: it words the question, and adds
+  // the password field when the site asks for one.
+  function fetchDialog(state, url) {
+    var request = (state.dialogRequest += 1);
+    window
+      .fetch(url, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
+      })
+      .then(function (response) {
+        var redirect = response.headers.get("HX-Redirect");
+        if (redirect) {
+          follow(redirect);
+          return null;
+        }
+        if (response.status === 404) {
+          // That session ended meanwhile: a refresh takes its row away.
+          refresh(state);
+          return null;
+        }
+        if (!response.ok) {
+          throw new Error("dialog " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        if (html === null || request !== state.dialogRequest) {
+          return;
+        }
+        var template = document.createElement("template");
+        template.innerHTML = html;
+        var fresh = template.content.querySelector("dialog[data-us-dialog]");
+        var slot = state.root.querySelector(SLOT);
+        if (!fresh || !slot) {
+          throw new Error("no dialog");
+        }
+        var dialog = document.importNode(fresh, true);
+        slot.textContent = "";
+        slot.appendChild(dialog);
+        process(dialog);
+        openDialog(dialog);
+      })
+      .catch(function () {
+        // Ask on the confirmation page instead, as without JavaScript.
+        var back = window.location.pathname + window.location.search;
+        window.location.assign(
+          url + (url.indexOf("?") < 0 ? "?" : "&") + "next=" + encodeURIComponent(back)
+        );
+      });
+  }
+
+  function process(element) {
+    if (window.htmx && typeof window.htmx.process === "function") {
+      window.htmx.process(element);
+    }
   }
 
   // Dialogs are found by data-us-dialog, not by id: htmx 4 copies the old
@@ -138,6 +230,10 @@
         if (list) {
           listArrived(state, list);
         }
+        var page = node.matches(PAGE) ? node : node.querySelector(PAGE);
+        if (page) {
+          pageArrived(state, page);
+        }
       });
     });
   }
@@ -145,6 +241,7 @@
   // htmx swapped in a new list: the answer to a confirmed sign-out.
   function listArrived(state, list) {
     state.swaps += 1;
+    carryOver(state, list);
     var reopen = list.querySelector("dialog[data-us-open]");
     if (reopen) {
       // Refused (wrong password): the same dialog, now with the error.
@@ -156,6 +253,84 @@
     if (message) {
       announce(state, message);
     }
+  }
+
+  // The new list holds the first page only; rows "Show all" had added stay,
+  // except the session that was just signed out. When every session fits
+  // on the first page, there is nothing beyond it left to keep.
+  function carryOver(state, list) {
+    var extras = state.extras;
+    var page = state.page;
+    state.extras = [];
+    state.page = null;
+    var ended = list.getAttribute("data-us-ended");
+    var rows = list.querySelector("[data-us-rows]");
+    var more = list.querySelector("[data-us-more]");
+    if (!page || !rows || !more || !more.querySelector("[href]") || ended === "others") {
+      return;
+    }
+    var present = handlesIn(rows);
+    extras.forEach(function (row) {
+      var handle = row.getAttribute("data-handle");
+      if (handle !== ended && !present[handle]) {
+        rows.appendChild(row);
+        state.extras.push(row);
+      }
+    });
+    // A copy: htmx let go of the old link when it swapped the list out.
+    var control = page.cloneNode(true);
+    more.replaceWith(control);
+    process(control);
+    state.page = control;
+  }
+
+  // htmx swapped a page of rows in place of the "Show all" / "Show more" link:
+  // its rows join the list, the link that came with them stays where it is.
+  function pageArrived(state, page) {
+    page.removeAttribute("data-us-page");
+    var rows = state.root.querySelector(LIST + " [data-us-rows]");
+    var incoming = page.querySelector("[data-us-page-rows]");
+    if (!rows || !incoming) {
+      return;
+    }
+    var present = handlesIn(rows);
+    var first = null;
+    childRows(incoming).forEach(function (row) {
+      if (present[row.getAttribute("data-handle")]) {
+        return; // Shown already: it moved up since the first page was drawn.
+      }
+      rows.appendChild(row);
+      state.extras.push(row);
+      first = first || row;
+    });
+    incoming.remove();
+    state.page = page;
+    var message = page.getAttribute("data-us-announce");
+    page.removeAttribute("data-us-announce");
+    if (message) {
+      announce(state, message);
+    }
+    var active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) {
+      return; // Focus went somewhere of the user's choosing meanwhile.
+    }
+    // Carry on where the new rows begin, as if the list had always been this long.
+    var target =
+      first || page.querySelector("[href]") || state.root.querySelector(".us-widget__heading");
+    if (first) {
+      first.setAttribute("tabindex", "-1");
+    }
+    if (target) {
+      target.focus();
+    }
+  }
+
+  function handlesIn(container) {
+    var found = {};
+    childRows(container).forEach(function (row) {
+      found[row.getAttribute("data-handle")] = true;
+    });
+    return found;
   }
 
   function restoreFocus(state) {
@@ -181,7 +356,7 @@
       var position = rows.length - others.length;
       row = others[Math.max(trigger.index - position, 0)] || others[others.length - 1];
     }
-    var button = row && row.querySelector("form[data-us-confirm] button");
+    var button = row && row.querySelector("button[formaction]");
     var fallback = button || state.root.querySelector(".us-widget__heading");
     if (fallback) {
       fallback.focus();
@@ -309,10 +484,22 @@
     wanted.forEach(function (row) {
       keep[row.getAttribute("data-handle")] = true;
     });
+    var freshMore = fresh.querySelector("[data-us-more]");
+    if (!freshMore || !freshMore.querySelector("[href]")) {
+      // Every session fits on the first page now: nothing beyond it to keep.
+      state.extras = [];
+      state.page = null;
+    }
+    var extra = {};
+    state.extras = state.extras.filter(function (row) {
+      var handle = row.getAttribute("data-handle");
+      extra[handle] = !keep[handle];
+      return extra[handle];
+    });
     var lostFocus = null;
     Object.keys(existing).forEach(function (handle) {
       var row = existing[handle];
-      if (!keep[handle]) {
+      if (!keep[handle] && !extra[handle]) {
         if (row.contains(document.activeElement)) {
           lostFocus = { element: null, handle: handle, index: rowIndex(state, row) };
         }
@@ -325,9 +512,7 @@
       if (!row) {
         row = document.importNode(freshRow, true);
         placeAfter(rows, row, previous);
-        if (window.htmx && typeof window.htmx.process === "function") {
-          window.htmx.process(row);
-        }
+        process(row);
       } else {
         syncParts(row, freshRow, false);
         var inPlace = previous ? previous.nextElementSibling === row : rows.firstElementChild === row;
@@ -342,6 +527,16 @@
     var freshOthers = fresh.querySelector("[data-us-others]");
     if (others && freshOthers) {
       others.hidden = freshOthers.hidden;
+    }
+    var more = list.querySelector("[data-us-more]");
+    if (!state.page && more && freshMore && more.outerHTML !== freshMore.outerHTML) {
+      // Not expanded: "Show all (N)" follows the count. Expanded, the
+      // "Show more" link in place continues where the loaded rows end.
+      if (!more.contains(document.activeElement)) {
+        var control = document.importNode(freshMore, true);
+        more.replaceWith(control);
+        process(control);
+      }
     }
     if (lostFocus) {
       state.trigger = lostFocus;
@@ -364,7 +559,9 @@
     function parts(scope) {
       var found = {};
       scope.querySelectorAll("[data-us-sync]").forEach(function (part) {
-        if (outsideRows && part.closest(ROW)) {
+        // The slot's dialog is not the list's to update (and shares names
+        // with the "all other sessions" dialog).
+        if (outsideRows && (part.closest(ROW) || part.closest(SLOT))) {
           return;
         }
         found[part.getAttribute("data-us-sync")] = part;
