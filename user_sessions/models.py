@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession
-from django.db import models
+from django.db import NotSupportedError, models
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler, _AsSqlType
 
     from user_sessions.devices import Location
 
@@ -26,6 +29,59 @@ def new_handle() -> str:
     shows can be replayed as a cookie.
     """
     return secrets.token_urlsafe(16)
+
+
+# The ORM always fills the columns below itself (``default``). Their database
+# defaults are for rows the ORM of this version does not write: those of
+# django-user-sessions 2.x, still serving during a rolling upgrade, which
+# knows neither ``created_at`` nor ``handle``.
+
+
+class RandomHandle(models.Func):
+    """A handle made by the database: a fresh random value for every row."""
+
+    arity = 0
+    output_field = models.CharField(max_length=32)
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> _AsSqlType:
+        if connection.vendor == "postgresql":
+            # gen_random_uuid() is built in (PostgreSQL 13+) and cryptographically
+            # random (122 of its 128 bits); written in new_handle()'s alphabet.
+            template = (
+                "translate(rtrim(encode(uuid_send(gen_random_uuid()), 'base64'), '='), '+/', '-_')"
+            )
+        elif connection.vendor == "mysql":
+            if connection.mysql_is_mariadb and connection.mysql_version < (10, 10):  # type: ignore[attr-defined]
+                # RANDOM_BYTES() came with MariaDB 10.10; UUID() is unique but
+                # guessable, so the hash mixes in RAND() as well.
+                template = "LEFT(SHA2(CONCAT(UUID(), RAND()), 256), 32)"
+            else:
+                template = (
+                    "REPLACE(REPLACE(REPLACE(TO_BASE64(RANDOM_BYTES(16)),"
+                    " '+', '-'), '/', '_'), '=', '')"
+                )
+        elif connection.vendor == "sqlite":
+            template = "lower(hex(randomblob(16)))"
+        else:
+            raise NotSupportedError(f"No random handle expression for {connection.vendor}.")
+        return super().as_sql(compiler, connection, template=template, **extra_context)
+
+
+class UtcNow(Now):
+    """``Now()`` in the time zone Django stores datetimes in on MySQL/MariaDB.
+
+    With ``USE_TZ`` Django writes UTC there, but ``CURRENT_TIMESTAMP`` is in
+    the connection's time zone, which 2.x code leaves at the server's.
+    """
+
+    def as_mysql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> _AsSqlType:
+        if not settings.USE_TZ:
+            return super().as_mysql(compiler, connection, **extra_context)
+        return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)
 
 
 def _forget_cached() -> Callable[[list[str]], None] | None:
@@ -80,8 +136,10 @@ class Session(AbstractBaseSession):
     user_agent = models.CharField(_("user agent"), max_length=400, null=True, blank=True)
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     # Translators: admin column and field: the date and time the session began.
-    created_at = models.DateTimeField(_("signed in"), default=timezone.now)
-    last_activity = models.DateTimeField(_("last activity"), default=timezone.now)
+    created_at = models.DateTimeField(_("signed in"), default=timezone.now, db_default=UtcNow())
+    last_activity = models.DateTimeField(
+        _("last activity"), default=timezone.now, db_default=UtcNow()
+    )
     handle = models.CharField(
         # Translators: admin field: the session's public identifier, a random
         # string used in addresses instead of the secret session key.
@@ -89,6 +147,7 @@ class Session(AbstractBaseSession):
         max_length=32,
         unique=True,
         default=new_handle,
+        db_default=RandomHandle(),
         editable=False,
     )
 

@@ -1,11 +1,19 @@
 # django-user-sessions 3: sign-in time, a public handle, longer user agents and
 # an index for "this user's sessions, most recent first".
+#
+# 2.x code may still be serving while this runs (a rolling deploy), and it
+# inserts rows without created_at or handle: both get a database default, so
+# its rows are complete. On PostgreSQL and MariaDB every statement here
+# changes the table's definition only, not its rows. (SQLite rebuilds the
+# table for most of them; it has one writer at a time in any case.)
 from __future__ import annotations
 
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
+
+import user_sessions.models
 
 
 class Migration(migrations.Migration):
@@ -35,7 +43,9 @@ class Migration(migrations.Migration):
             model_name="session",
             name="last_activity",
             field=models.DateTimeField(
-                default=django.utils.timezone.now, verbose_name="last activity"
+                db_default=user_sessions.models.UtcNow(),
+                default=django.utils.timezone.now,
+                verbose_name="last activity",
             ),
         ),
         migrations.AlterField(
@@ -50,14 +60,38 @@ class Migration(migrations.Migration):
                 verbose_name="user",
             ),
         ),
+        # Both columns are added empty and get their default after: a default
+        # on ADD COLUMN is written into every existing row (MariaDB copies the
+        # table to do it, PostgreSQL rewrites it for a random one), blocking
+        # writes meanwhile. 0003 fills the existing rows, 0004 makes them NOT NULL.
         migrations.AddField(
             model_name="session",
             name="created_at",
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name="signed in"),
+            field=models.DateTimeField(null=True, verbose_name="signed in"),
         ),
         migrations.AddField(
             model_name="session",
             name="handle",
             field=models.CharField(max_length=32, null=True, editable=False),
+        ),
+        migrations.AlterField(
+            model_name="session",
+            name="created_at",
+            field=models.DateTimeField(
+                db_default=user_sessions.models.UtcNow(),
+                default=django.utils.timezone.now,
+                null=True,
+                verbose_name="signed in",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="session",
+            name="handle",
+            field=models.CharField(
+                db_default=user_sessions.models.RandomHandle(),
+                editable=False,
+                max_length=32,
+                null=True,
+            ),
         ),
     ]
