@@ -4,6 +4,8 @@
 // The example site takes the policy from Django 6 when it runs on Django 6,
 // else from django-csp: PYTHON=.venv-django6/bin/python scripts/e2e csp.spec.ts
 // runs this on Django's own.
+import type { Page, TestInfo } from '@playwright/test';
+
 import {
   expect,
   markWindow,
@@ -17,6 +19,12 @@ import {
   widget,
   windowMarker,
 } from './fixtures';
+
+/** A full-page screenshot, kept with the test's results to look at. */
+async function attachScreenshot(page: Page, testInfo: TestInfo, name: string): Promise<void> {
+  const body = await page.screenshot({ fullPage: true });
+  await testInfo.attach(name, { body, contentType: 'image/png' });
+}
 
 for (const { htmx, path } of strictCspPages) {
   test.describe(htmx, () => {
@@ -36,6 +44,8 @@ for (const { htmx, path } of strictCspPages) {
       expect(policy).toContain(`style-src 'self' 'nonce-${nonce}'`);
       expect(policy).not.toContain('unsafe-');
 
+      expect(refused, 'refused while the page loaded').toEqual([]);
+
       // The widget's own files ran and apply: htmx, its script, its stylesheet.
       const widgetScript = page.locator('script[src$="user_sessions/user_sessions.js"]');
       expect(await widgetScript.evaluate((script: HTMLScriptElement) => script.nonce)).toBe(nonce);
@@ -45,6 +55,7 @@ for (const { htmx, path } of strictCspPages) {
       await markWindow(page);
       const row = sessionRow(page, 'Firefox on Windows');
       const dialog = await openSignOutDialog(page, 'Firefox on Windows');
+      await attachScreenshot(page, testInfo, 'dialog-open');
       await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
 
       await expect(dialog).toBeHidden();
@@ -52,10 +63,7 @@ for (const { htmx, path } of strictCspPages) {
       await expect(statusMessage(page, 'Firefox on Windows was signed out.')).toBeVisible();
       await expect(page.getByText('You are not signed in anywhere else.')).toBeVisible();
       expect(await windowMarker(page)).toBe('no navigation');
-      await testInfo.attach('after the sign-out', {
-        body: await page.screenshot({ fullPage: true }),
-        contentType: 'image/png',
-      });
+      await attachScreenshot(page, testInfo, 'signed-out');
 
       expect(refused).toEqual([]);
     });

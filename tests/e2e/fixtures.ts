@@ -182,9 +182,10 @@ export async function watchCsp(page: Page): Promise<string[]> {
       (event) => {
         const report = (window as unknown as { e2eCspRefused: (d: string) => void })
           .e2eCspRefused;
+        const where = event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber})` : '';
         report(
-          `${event.effectiveDirective} refused ${event.blockedURI || 'inline code'}` +
-            ` (${event.sourceFile}:${event.lineNumber}) ${event.sample}`.trimEnd(),
+          `${event.effectiveDirective} refused ${event.blockedURI || 'inline code'}${where}` +
+            ` ${event.sample}`.trimEnd(),
         );
       },
       true,
