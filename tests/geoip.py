@@ -24,6 +24,7 @@ COUNTRY_DB_NAME = "Test-Country.mmdb"
 ZWOLLE_IP = "203.0.113.7"
 GERMANY_IP = "198.51.100.7"  # the City database knows only the country
 SAO_PAULO_IP = "2001:db8:1::7"
+COUNTRY_ONLY_IP = "2001:db8:3::7"  # in the Country database only
 UNLISTED_IP = "192.0.2.1"
 
 _NETHERLANDS = {
@@ -60,6 +61,11 @@ _COUNTRY_RECORDS: dict[str, dict[str, Any]] = {
         "country": _BRAZIL,
         "registered_country": _BRAZIL,
     },
+}
+
+# Networks the Country database lists and the City one leaves out.
+_COUNTRY_ONLY_RECORDS: dict[str, dict[str, Any]] = {
+    "2001:db8:3::/48": {"continent": _EUROPE, "country": _GERMANY, "registered_country": _GERMANY},
 }
 
 _CITY_PARTS: dict[str, dict[str, Any]] = {
@@ -105,8 +111,8 @@ def write_city_db(path: Path) -> Path:
 
 
 def write_country_db(path: Path) -> Path:
-    """A GeoLite2-Country database covering the same networks as the City one."""
-    return _write(path, "GeoLite2-Country", _COUNTRY_RECORDS)
+    """A GeoLite2-Country database: the City one's networks and one more (COUNTRY_ONLY_IP)."""
+    return _write(path, "GeoLite2-Country", {**_COUNTRY_RECORDS, **_COUNTRY_ONLY_RECORDS})
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from user_agents.parsers import UserAgent
 
 from tests.geoip import (
     COUNTRY_DB_NAME,
+    COUNTRY_ONLY_IP,
     GERMANY_IP,
     SAO_PAULO_IP,
     UNLISTED_IP,
@@ -362,6 +363,36 @@ def test_directory_without_city_database_uses_the_country_one(
     settings.GEOIP_PATH = tmp_path
 
     assert devices.location_label(ZWOLLE_IP) == "Netherlands"
+
+
+@pytest.mark.usefixtures("geoip_settings")
+def test_an_address_the_city_database_lacks_comes_from_the_country_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As django-user-sessions 2.x: with both databases, the Country one answers
+    # for networks the City one leaves out.
+    country_calls = _spy(monkeypatch, geoip2.database.Reader, "country")
+
+    assert devices.location_label(COUNTRY_ONLY_IP) == "Germany"
+    assert devices.city_label(COUNTRY_ONLY_IP) is None
+    location = devices.lookup_ip(COUNTRY_ONLY_IP)
+    assert location is not None
+    assert location.country_code == "DE"
+    assert location.country_name("de") == "Deutschland"
+    # Addresses the City database has never reach the Country one.
+    assert devices.location_label(ZWOLLE_IP) == "Zwolle, Netherlands"
+    assert [args[1] for args in country_calls] == [COUNTRY_ONLY_IP]
+
+
+def test_a_city_database_file_alone_has_no_country_fallback(
+    settings: Settings, geoip_city_db: Path
+) -> None:
+    # GEOIP_PATH names the City file: no Country database was configured, even
+    # though one lies beside it.
+    settings.GEOIP_PATH = str(geoip_city_db)
+
+    assert devices.lookup_ip(COUNTRY_ONLY_IP) is None
+    assert devices.location_label(ZWOLLE_IP) == "Zwolle, Netherlands"
 
 
 def test_directory_prefers_the_city_database_under_default_names(

@@ -277,8 +277,17 @@ def _lookup_address(address: str) -> Location | None:
     if database is None:
         return None
     reader, is_city = database
+    record: geoip2.models.City | geoip2.models.Country
     try:
-        record = reader.city(address) if is_city else reader.country(address)
+        try:
+            record = reader.city(address) if is_city else reader.country(address)
+        except geoip2.errors.AddressNotFoundError:
+            # Networks the City database leaves out may be in the Country
+            # one (as django-user-sessions 2.x looked them up).
+            country_reader = _database.country_fallback()
+            if country_reader is None:
+                return None
+            record = country_reader.country(address)
     except geoip2.errors.AddressNotFoundError:
         return None
     except (maxminddb.InvalidDatabaseError, ValueError, OSError) as error:
@@ -327,6 +336,11 @@ class _GeoIPDatabase:
         self._reader: geoip2.database.Reader | None = None
         self._is_city = False
         self.path: Path | None = None
+        # The Country database beside the City one, for addresses the City
+        # database lacks; opened on the first such address.
+        self._country_path: Path | None = None
+        self._country_reader: geoip2.database.Reader | None = None
+        self._country_opened = False
 
     def get(self) -> tuple[geoip2.database.Reader, bool] | None:
         """The reader and whether it is a City database, or ``None`` if unavailable."""
@@ -340,14 +354,38 @@ class _GeoIPDatabase:
             return None
         return reader, self._is_city
 
+    def country_fallback(self) -> geoip2.database.Reader | None:
+        """The Country database of a GEOIP_PATH folder that also holds the City one."""
+        if not self._country_opened:
+            with self._lock:
+                if not self._country_opened:
+                    self._country_reader = self._open_country()
+                    self._country_opened = True
+        return self._country_reader
+
     def close(self) -> None:
         with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-            self._reader = None
-            self._opened = False
+            for reader in (self._reader, self._country_reader):
+                if reader is not None:
+                    reader.close()
+            self._reader = self._country_reader = None
+            self._opened = self._country_opened = False
             self._warned = False
-            self.path = None
+            self.path = self._country_path = None
+
+    def _open_country(self) -> geoip2.database.Reader | None:
+        path = self._country_path
+        if path is None or not self._is_city or not path.is_file():
+            return None
+        try:
+            reader = geoip2.database.Reader(str(path))
+        except (maxminddb.InvalidDatabaseError, ValueError, OSError) as error:
+            self.warn_once("GeoIP database %s could not be read: %s", path, error)
+            return None
+        if "Country" not in reader.metadata().database_type:
+            reader.close()
+            return None
+        return reader
 
     def warn_once(self, message: str, *args: Any) -> None:
         # A broken database fails every request alike; one line is enough to act on.
@@ -360,6 +398,10 @@ class _GeoIPDatabase:
         if not configured:
             return
         path = self.path = _database_path(Path(configured))
+        if path.parent == Path(configured):
+            self._country_path = path.parent / getattr(
+                settings, "GEOIP_COUNTRY", "GeoLite2-Country.mmdb"
+            )
         if not path.is_file():
             self.warn_once("GeoIP database not found at %s; locations will not be shown.", path)
             return
