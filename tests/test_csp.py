@@ -16,8 +16,8 @@ import django
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
-from django.template import engines
-from django.test import Client
+from django.template import Context, Template, engines
+from django.test import Client, RequestFactory
 from django.urls import path
 
 from tests.test_views import parse, sign_in
@@ -179,7 +179,18 @@ def test_django_csp_package(
     assert_widget_uses_header_nonce(client.get(f"/csp/{layout}/"))
 
 
-# No CSP ---------------------------------------------------------------------------------
+# No CSP, or no usable nonce in the context ---------------------------------------------
+
+
+def test_an_empty_context_nonce_falls_back_to_the_request() -> None:
+    request = RequestFactory().get("/")
+    request.csp_nonce = "from-the-request"  # type: ignore[attr-defined]
+    html = Template("{% load user_sessions_widget %}{% user_sessions_assets %}").render(
+        Context({"request": request, "csp_nonce": ""})
+    )
+
+    assert html.count(' nonce="from-the-request"') == 2
+    assert 'nonce=""' not in html
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
