@@ -497,15 +497,23 @@
       return extra[handle];
     });
     var lostFocus = null;
+    var demoted = [];
     Object.keys(existing).forEach(function (handle) {
       var row = existing[handle];
       if (!keep[handle] && !extra[handle]) {
+        if (state.page) {
+          // Expanded, only the first page is live: a row that left it may
+          // just have been pushed below it, so it stays with the loaded ones.
+          demoted.push(row);
+          return;
+        }
         if (row.contains(document.activeElement)) {
           lostFocus = { element: null, handle: handle, index: rowIndex(state, row) };
         }
         row.remove();
       }
     });
+    state.extras = demoted.concat(state.extras);
     var previous = null;
     wanted.forEach(function (freshRow) {
       var row = existing[freshRow.getAttribute("data-handle")];
