@@ -485,3 +485,78 @@ def test_a_stale_cached_copy_of_a_deleted_users_session_cycles_as_anonymous(
     assert response.status_code == 200
     assert len(inserts) <= 1
     assert not Session.objects.filter(user_id=user_pk).exists()
+
+
+# -- as Django's stores: edge cases its own suite checks (issue 11) -------------------
+
+
+@pytest.mark.parametrize("key", [None, ""])
+def test_exists_of_no_key_is_false(engine: str, key: str | None):
+    store = store_class(engine)()
+    store.save()  # a row and, for cached_db, a cache entry exist
+    assert store.exists(key) is False
+    assert async_to_sync(store.aexists)(key) is False
+
+
+def test_an_unknown_session_cache_alias_fails_as_djangos_and_check_reports_it(settings: Any):
+    from django.core.cache.backends.base import InvalidCacheBackendError
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from user_sessions.checks import check_session_cache_alias
+
+    settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+    assert check_session_cache_alias() == []
+    settings.SESSION_CACHE_ALIAS = "sessions"
+    with pytest.raises(InvalidCacheBackendError):
+        cached_db.SessionStore()
+    [error] = check_session_cache_alias()
+    assert error.id == "user_sessions.E010"
+    assert "'sessions'" in error.msg
+    assert "'default'" in (error.hint or "")
+    with pytest.raises(SystemCheckError, match=r"user_sessions\.E010"):
+        call_command("check")
+    # The database engine uses no cache: nothing to report.
+    settings.SESSION_ENGINE = "user_sessions.backends.db"
+    assert check_session_cache_alias() == []
+
+
+class FailingWrites(LocMemCache):
+    def set(self, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("cache write refused")
+
+
+def test_a_failed_cache_write_is_logged_as_django_logs_it(settings: Any, caplog: Any):
+    settings.CACHES = {"default": {"BACKEND": "tests.test_backends.FailingWrites"}}
+    try:
+        store = cached_db.SessionStore(user_agent="UA", ip=None)
+        store["a"] = 1
+        with caplog.at_level(logging.WARNING):
+            store.save()
+        assert Session.objects.get().get_decoded() == {"a": 1}  # the database has it
+        djangos = [r for r in caplog.records if r.name == "django.contrib.sessions"]
+        assert [(r.levelno, r.getMessage()) for r in djangos] == [
+            (logging.ERROR, f"Error saving to cache ({store._cache})")
+        ]
+        assert isinstance(djangos[0].exc_info[1], ConnectionError)
+        # Ours as well, saying what happens next.
+        assert any(
+            r.name == "user_sessions.backends" and "using the database" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def test_store_user_id_as_in_2x(engine: str, user: Any):
+    cls = store_class(engine)
+    store = cls(user_agent="UA", ip=None)
+    assert store.user_id is None
+    store[SESSION_KEY] = str(user.pk)
+    assert store.user_id == user.pk  # the primary key, not the string in the data
+    store.save()
+    loaded = cls(store.session_key)
+    loaded.load()
+    assert loaded.user_id == user.pk
+    loaded.clear()
+    assert loaded.user_id is None

@@ -236,9 +236,34 @@ def check_password_attempts(app_configs: Any = None, **kwargs: Any) -> list[chec
     ]
 
 
+def check_session_cache_alias(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The cached store fails on every request when its cache does not exist, as Django's does."""
+    from user_sessions.backends.cached_db import SessionStore
+
+    store = _engine_store()
+    if store is None or not issubclass(store, SessionStore):
+        return []
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    if alias in settings.CACHES:
+        return []
+    return [
+        checks.Error(
+            _(
+                "SESSION_CACHE_ALIAS is %(alias)r, but CACHES has no such cache: "
+                "every request with a session would fail (InvalidCacheBackendError)."
+            )
+            % {"alias": alias},
+            hint=_("Add %(alias)r to CACHES or set SESSION_CACHE_ALIAS to one of: %(known)s.")
+            % {"alias": alias, "known": ", ".join(map(repr, settings.CACHES)) or "-"},
+            id="user_sessions.E010",
+        )
+    ]
+
+
 def register() -> None:
     checks.register(check_setup)
     checks.register(check_geoip)
     checks.register(check_cache)
     checks.register(check_databases)
     checks.register(check_password_attempts)
+    checks.register(check_session_cache_alias)

@@ -11,7 +11,8 @@ A cache hit serves a request with no query at all, like Django's own
   the tombstone back when the row turns out to be gone.
 
 Cache errors are logged and the database answers instead (Redis down must not
-sign anybody out or keep a revoked session alive).
+sign anybody out or keep a revoked session alive). A failed write is also
+logged as Django's store logs it, so alerts set up for Django's keep working.
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ KEY_PREFIX = "user_sessions.cached_db"
 # Cache entries are (ENTRY_VERSION, data, expire timestamp, last activity
 # timestamp, ip, user agent); anything else is ignored and replaced.
 ENTRY_VERSION = 3
-Entry = tuple[int, dict[str, Any], "float | None", float, "str | None", "str | None"]
+Entry = tuple[int, dict[str, Any], "float | None", "float | None", "str | None", "str | None"]
 TOMBSTONE = "revoked"
 # Longer than any request can take between reading the row and caching it.
 TOMBSTONE_TIMEOUT = 300
 
 logger = logging.getLogger("user_sessions.backends")
+# Where django.contrib.sessions' cached_db reports a failed cache write.
+django_logger = logging.getLogger("django.contrib.sessions")
+# Cache calls that write the session's entry (a tombstone is reported apart).
+CACHE_WRITES = frozenset({"set", "add"})
 
 
 def session_cache() -> BaseCache:
@@ -51,7 +56,9 @@ def _cache_key(session_key: str) -> str:
     return KEY_PREFIX + session_key
 
 
-def _from_timestamp(value: float) -> datetime.datetime:
+def _from_timestamp(value: float | None) -> datetime.datetime | None:
+    if value is None:
+        return None  # the model keeps no activity
     # Naive local time when USE_TZ is off, as timezone.now() gives then.
     if settings.USE_TZ:
         return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
@@ -61,6 +68,18 @@ def _from_timestamp(value: float) -> datetime.datetime:
 class SessionStore(db.SessionStore):
     # The row's expire_date as a POSIX timestamp (what the entry holds).
     _expire_ts: float | None = None
+
+    def __init__(
+        self,
+        session_key: str | None = None,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> None:
+        super().__init__(session_key, user_agent, ip)
+        # As Django's: a SESSION_CACHE_ALIAS naming no cache fails here
+        # (InvalidCacheBackendError) instead of quietly using the database
+        # alone, and ``manage.py check`` reports it (user_sessions.E010).
+        self._cache = session_cache()
 
     @property
     def cache_key(self) -> str:
@@ -73,7 +92,7 @@ class SessionStore(db.SessionStore):
             ENTRY_VERSION,
             data,
             self._expire_ts,
-            row.last_activity.timestamp(),
+            row.last_activity.timestamp() if row.last_activity is not None else None,
             row.ip,
             row.user_agent,
         )
@@ -87,8 +106,10 @@ class SessionStore(db.SessionStore):
 
     def _cache_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return getattr(session_cache(), method)(*args, **kwargs)
+            return getattr(self._cache, method)(*args, **kwargs)
         except Exception:
+            if method in CACHE_WRITES:
+                django_logger.exception("Error saving to cache (%s)", self._cache)
             logger.warning("Session cache unavailable (%s); using the database", method)
             return None
 
@@ -139,12 +160,14 @@ class SessionStore(db.SessionStore):
             logger.warning("Database unavailable; session served from the cache unchecked")
             return True
 
-    def exists(self, session_key: str) -> bool:
+    def exists(self, session_key: str | None) -> bool:
+        if not session_key:
+            return False
         entry = self._cache_call("get", _cache_key(session_key))
         return (entry is not None and entry != TOMBSTONE) or super().exists(session_key)
 
     def _write(self, obj: Session, must_create: bool) -> None:
-        row = db.RowState(obj.last_activity, obj.ip, obj.user_agent)
+        row = db.RowState.of(obj)
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         previous, self._expire_ts = self._expire_ts, obj.expire_date.timestamp()
         # The entry goes in before the row is written, so that a revoke

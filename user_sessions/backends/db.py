@@ -2,17 +2,21 @@
 
 Differences from ``django.contrib.sessions.backends.db`` that matter:
 
-* an update writes only the columns it owns (``update_fields``), so a save can
-  never change the public handle or the sign-in time, and it fails (instead of
-  inserting) when the row was deleted meanwhile: a revoked session is never
-  written back;
+* an update never writes the public handle or the sign-in time, and it fails
+  (instead of inserting) when the row was deleted meanwhile: a revoked session
+  is never written back;
 * ``touch()`` refreshes ``last_activity``/IP/user agent with one UPDATE at most
   once per ``USER_SESSIONS_ACTIVITY_INTERVAL`` for a session nothing else changed.
+
+A site's own model (``get_model_class()``, as Django documents) may lack this
+package's columns: the store writes the ones the model has, so a model with
+only ``AbstractBaseSession``'s columns works as with Django's store.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import SuspiciousOperation, ValidationError
-from django.db import DatabaseError, IntegrityError, router, transaction
+from django.db import DatabaseError, IntegrityError, models, router, transaction
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -55,6 +59,18 @@ MAX_CREATE_ATTEMPTS = 10
 
 _UNRESOLVED = object()
 
+# What the store records about the client, each where the model has the column.
+ACTIVITY_COLUMNS = ("ip", "user_agent", "last_activity")
+# Set when the row is made and never by a save: a session keeps its public
+# handle and sign-in time however often it is written.
+INSERT_ONLY_COLUMNS = frozenset({"handle", "created_at"})
+
+
+@functools.cache
+def model_columns(model: type[models.Model]) -> frozenset[str]:
+    """The names of the model's concrete fields (``user``, not ``user_id``)."""
+    return frozenset(field.name for field in model._meta.concrete_fields)
+
 
 class SessionGone(UpdateError):
     """The row was deleted (revoked) while this request was using it."""
@@ -65,11 +81,19 @@ class OwnerGone(CreateError):
 
 
 class RowState(NamedTuple):
-    """What the stored row said when this request loaded it."""
+    """What the stored row said when this request loaded it (None: no such column)."""
 
-    last_activity: datetime.datetime
+    last_activity: datetime.datetime | None
     ip: str | None
     user_agent: str | None
+
+    @classmethod
+    def of(cls, obj: models.Model) -> RowState:
+        return cls(
+            getattr(obj, "last_activity", None),
+            getattr(obj, "ip", None),
+            getattr(obj, "user_agent", None),
+        )
 
 
 class SessionStore(SessionBase):
@@ -136,6 +160,36 @@ class SessionStore(SessionBase):
     def model(self) -> type[Session]:
         return self.get_model_class()
 
+    @cached_property
+    def _has_owner(self) -> bool:
+        return "user" in model_columns(self.model)
+
+    @cached_property
+    def _saved_columns(self) -> tuple[str, ...]:
+        # Everything but the key, the insert-only columns and activity (which
+        # follows its own rate limit). A site's own columns are written from
+        # create_model_instance() on every save, as Django's store writes them.
+        return tuple(
+            field.attname
+            for field in self.model._meta.concrete_fields
+            if not field.primary_key
+            and field.name not in INSERT_ONLY_COLUMNS
+            and field.name not in ACTIVITY_COLUMNS
+        )
+
+    @cached_property
+    def _activity_columns(self) -> tuple[str, ...]:
+        columns = model_columns(self.model)
+        return tuple(name for name in ACTIVITY_COLUMNS if name in columns)
+
+    @property
+    def user_id(self) -> Any:
+        """The signed-in user's primary key, or None (django-user-sessions 2.x had it).
+
+        Read from the session's data, so it is right before a save as well.
+        """
+        return self._owner_id(self._session)  # type: ignore[attr-defined]
+
     # -- reading ---------------------------------------------------------
 
     def _validate_session_key(self, key: object) -> bool:
@@ -144,7 +198,7 @@ class SessionStore(SessionBase):
         return isinstance(key, str) and SESSION_KEY_PATTERN.fullmatch(key) is not None
 
     def _remember(self, obj: Session) -> None:
-        self._row = RowState(obj.last_activity, obj.ip, obj.user_agent)
+        self._row = RowState.of(obj)
 
     def _get_session_from_db(self) -> Session | None:
         now = self._loaded_at = timezone.now()
@@ -170,7 +224,9 @@ class SessionStore(SessionBase):
         obj = self._get_session_from_db()
         return self.decode(obj.session_data) if obj else {}
 
-    def exists(self, session_key: str) -> bool:
+    def exists(self, session_key: str | None) -> bool:
+        if not session_key:
+            return False
         return bool(self.model.objects.filter(session_key=session_key).exists())
 
     # -- writing ---------------------------------------------------------
@@ -196,6 +252,8 @@ class SessionStore(SessionBase):
         raise CreateError(f"No session could be created in {MAX_CREATE_ATTEMPTS} attempts.")
 
     def _owner_exists(self, owner_id: Any, using: str | None = None) -> bool:
+        if not self._has_owner:
+            return True
         user_model = self.model._meta.get_field("user").related_model
         using = using or router.db_for_write(self.model)
         return bool(user_model._base_manager.using(using).filter(pk=owner_id).exists())  # type: ignore[union-attr]
@@ -236,11 +294,7 @@ class SessionStore(SessionBase):
             "expire_date": self.get_expiry_date(),
         }
         if self.has_client:
-            values |= {
-                "ip": anonymize_ip(self.ip),
-                "user_agent": self.user_agent,
-                "last_activity": timezone.now(),
-            }
+            values |= self._client_values(timezone.now())
         model = self.model
         using = router.db_for_write(model)
         try:
@@ -255,7 +309,9 @@ class SessionStore(SessionBase):
         self._session_cache = data
         self.modified = True
         if "last_activity" in values:
-            self._row = RowState(values["last_activity"], values["ip"], values["user_agent"])
+            self._row = RowState(
+                values["last_activity"], values.get("ip"), values.get("user_agent")
+            )
             self._touched = True
         self._rekeyed(old_key, data, values["expire_date"])
         return True
@@ -267,32 +323,48 @@ class SessionStore(SessionBase):
         value = data.get(SESSION_KEY)
         if value is None:
             return None
-        try:
+        if self._has_owner:
             # The column holds the user model's primary key.
-            return self.model._meta.get_field("user").target_field.to_python(value)  # type: ignore[union-attr]
+            pk_field = self.model._meta.get_field("user").target_field  # type: ignore[union-attr]
+        else:
+            from django.contrib.auth import get_user_model
+
+            pk_field = get_user_model()._meta.pk
+        try:
+            return pk_field.to_python(value)
         except (ValidationError, TypeError, ValueError):
             return None
+
+    def _client_values(self, now: datetime.datetime) -> dict[str, Any]:
+        """This request's client and time, for the activity columns the model has."""
+        values = {"ip": anonymize_ip(self.ip), "user_agent": self.user_agent, "last_activity": now}
+        return {name: values[name] for name in self._activity_columns}
 
     def create_model_instance(self, data: dict[str, Any]) -> Session:
         obj = self.model(
             session_key=self._get_or_create_session_key(),  # type: ignore[attr-defined]
             session_data=self.encode(data),
             expire_date=self.get_expiry_date(),
-            user_id=self._owner_id(data),
         )
+        if self._has_owner:
+            obj.user_id = self._owner_id(data)
         # Activity columns follow the same rate limit as touch(): a new row
         # gets them, an update only when activity is due. Skipping them keeps
         # the UPDATE as small as Django's (and off the activity index).
-        self._write_activity = self.has_client and (
-            self._row is None or self._row_lacks_client() or self.activity_due()
+        self._write_activity = (
+            self.has_client
+            and bool(self._activity_columns)
+            and (self._row is None or self._row_lacks_client() or self.activity_due())
         )
         if self._write_activity:
-            obj.ip = anonymize_ip(self.ip)
-            obj.user_agent = self.user_agent
-            obj.last_activity = timezone.now()
+            values = self._client_values(timezone.now())
         elif self._row is not None:
-            obj.ip, obj.user_agent = self._row.ip, self._row.user_agent
-            obj.last_activity = self._row.last_activity
+            values = self._row._asdict()
+        else:
+            values = {}
+        for name in self._activity_columns:
+            if name in values:
+                setattr(obj, name, values[name])
         return obj
 
     def _row_lacks_client(self) -> bool:
@@ -302,9 +374,9 @@ class SessionStore(SessionBase):
         return row is not None and row.ip is None and not row.user_agent
 
     def _update_fields(self) -> list[str]:
-        fields = ["session_data", "expire_date", "user_id"]
+        fields = list(self._saved_columns)
         if self._write_activity:
-            fields += ["ip", "user_agent", "last_activity"]
+            fields += self._activity_columns
         return fields
 
     def _write(self, obj: Session, must_create: bool) -> None:
@@ -359,6 +431,8 @@ class SessionStore(SessionBase):
         """Whether this request should refresh the row's activity columns."""
         if self._row is None or self._touched or not self.has_client or self.session_key is None:
             return False
+        if self._row.last_activity is None:
+            return False  # the model keeps no activity
         now = now or self._loaded_at or timezone.now()
         elapsed = (now - self._row.last_activity).total_seconds()
         return elapsed >= app_settings.ACTIVITY_INTERVAL
@@ -370,17 +444,14 @@ class SessionStore(SessionBase):
         while this request ran stays revoked.
         """
         now = now or timezone.now()
-        ip = anonymize_ip(self.ip)
+        values = self._client_values(now)
         model = self.model
-        updated = statements.update(
-            model,
-            router.db_for_write(model),
-            self.session_key,
-            {"last_activity": now, "ip": ip, "user_agent": self.user_agent},
-        )
         self._touched = True
+        if not values:
+            return self.exists(self.session_key)
+        updated = statements.update(model, router.db_for_write(model), self.session_key, values)
         if updated:
-            self._row = RowState(now, ip, self.user_agent)
+            self._row = RowState(now, values.get("ip"), values.get("user_agent"))
         return bool(updated)
 
     # -- async: the same code paths, run where the ORM may block -----------
@@ -388,7 +459,7 @@ class SessionStore(SessionBase):
     async def aload(self) -> dict[str, Any]:
         return await sync_to_async(self.load)()
 
-    async def aexists(self, session_key: str) -> bool:
+    async def aexists(self, session_key: str | None) -> bool:
         return await sync_to_async(self.exists)(session_key)
 
     async def acreate(self) -> None:

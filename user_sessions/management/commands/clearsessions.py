@@ -24,8 +24,9 @@ class Command(BaseCommand):
         try:
             deleted = engine.SessionStore.clear_expired()
         except NotImplementedError:
+            # Django's words: scripts and monitoring may look for them.
             raise CommandError(
-                f"Session engine {settings.SESSION_ENGINE!r} does not support clearing "
+                f"Session engine '{settings.SESSION_ENGINE}' doesn't support clearing "
                 "expired sessions."
             ) from None
         if options["verbosity"] < 1:
