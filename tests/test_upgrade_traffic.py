@@ -244,8 +244,9 @@ def limit_lock_waits(cursor: Any) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_other_connections_update_sessions_while_the_backfill_runs(
-    at_2x_schema: None, user_factory: Any
+@pytest.mark.parametrize("step", [BACKFILL, "0004_handle_unique"])
+def test_other_connections_update_sessions_while_a_step_runs(
+    at_2x_schema: None, user_factory: Any, step: str
 ) -> None:
     if connection.vendor == "sqlite":
         pytest.skip("SQLite has one writer at a time: there are no row locks to wait on")
@@ -256,9 +257,10 @@ def test_other_connections_update_sessions_while_the_backfill_runs(
     with connection.cursor() as cursor:
         for start in range(0, len(keys), 5000):
             insert_2x(cursor, [(key, values) for key in keys[start : start + 5000]])
-    migrate_to("0002_sessions_v3")
+    steps = steps_after_initial()
+    migrate_to(steps[steps.index(step) - 1])
 
-    go, backfill_done = threading.Event(), threading.Event()
+    go, step_done = threading.Event(), threading.Event()
     updates: list[tuple[float, int, int]] = []  # (seconds, rows updated, rows not yet filled)
     failures: list[BaseException] = []
 
@@ -271,7 +273,7 @@ def test_other_connections_update_sessions_while_the_backfill_runs(
             with connection.cursor() as cursor:
                 limit_lock_waits(cursor)
                 go.wait()
-                while not backfill_done.is_set():
+                while not step_done.is_set():
                     started = time.monotonic()
                     changed = update_2x(cursor, next(spread), legacy_values(owner.pk))
                     seconds = time.monotonic() - started
@@ -286,16 +288,54 @@ def test_other_connections_update_sessions_while_the_backfill_runs(
     other.start()
     try:
         go.set()
-        migrate_to(BACKFILL)
+        migrate_to(step)
     finally:
-        backfill_done.set()
+        step_done.set()
         other.join(60)
     assert not other.is_alive()
     assert not failures, f"an update from another connection failed: {failures[0]!r}"
-    assert updates, "no update ran while the backfill did"
+    assert updates, f"no update ran while {step} did"
     assert all(changed == 1 for _seconds, changed, _unfilled in updates)
     slowest = max(seconds for seconds, _changed, _unfilled in updates)
     assert slowest < LOCK_WAIT_SECONDS, f"an update waited {slowest:.2f} s"
-    # The other connection saw the backfill part done: it commits batch by batch.
-    assert any(0 < unfilled < BACKFILL_ROWS for _s, _c, unfilled in updates), updates[:5]
+    if step == BACKFILL:
+        # The other connection saw the backfill part done: it commits batch by batch.
+        assert any(0 < unfilled < BACKFILL_ROWS for _s, _c, unfilled in updates), updates[:5]
     assert not Session.objects.filter(handle__isnull=True).exists()
+
+
+# -- PostgreSQL's own way through 0004 ----------------------------------------
+
+
+def schema() -> tuple[Any, ...]:
+    with connection.cursor() as cursor:
+        columns = connection.introspection.get_table_description(cursor, TABLE)
+        constraints = connection.introspection.get_constraints(cursor, TABLE)
+    return (
+        sorted((c.name, c.null_ok, c.default) for c in columns),
+        sorted((name, sorted(c.items())) for name, c in constraints.items()),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0004_on_postgresql_ends_in_the_schema_djangos_operations_make(at_2x_schema: None) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the statements of its own are PostgreSQL's only")
+    migrate_to(BACKFILL)
+    loader = MigrationExecutor(connection).loader
+    online = loader.get_migration(APP, "0004_handle_unique").operations[0]
+    before = loader.project_state((APP, BACKFILL))
+    after = before.clone()
+    online.state_forwards(APP, after)
+    with connection.schema_editor(atomic=False) as editor:
+        # Django's own statements for the same operations, then back to 0003.
+        migrations.SeparateDatabaseAndState.database_forwards(online, APP, editor, before, after)
+    djangos = schema()
+    with connection.schema_editor(atomic=False) as editor:
+        online.database_backwards(APP, editor, after, before)
+        online.database_forwards(APP, editor, before, after)
+    assert schema() == djangos
+    # And run again, as after an interruption: the same schema once more.
+    with connection.schema_editor(atomic=False) as editor:
+        online.database_forwards(APP, editor, before, after)
+    assert schema() == djangos
