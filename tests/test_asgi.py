@@ -34,8 +34,10 @@ from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 1000
-# Sync and async views, reading and writing the session, in turn.
+# Sync and async views reading and writing the session, in turn, and every
+# so often the sessions page (the widget's queries; slower to render).
 PATHS = ("/read/", "/async/read/", "/write/", "/async/write/")
+PAGE, PAGE_EVERY = "/account/sessions/", 25
 # What "small" means once the server is idle: Django's own store keeps one.
 MOST_WRAPPERS = 4
 MOST_CONNECTIONS = 4
@@ -291,7 +293,7 @@ def test_requests_under_uvicorn_keep_no_connection_alive(
     failures: list[str] = []
     try:
         for number in range(REQUESTS):
-            path = PATHS[number % len(PATHS)]
+            path = PAGE if number % PAGE_EVERY == 0 else PATHS[number % len(PATHS)]
             status, body = browser.request("GET", path)
             if status != 200:
                 failures.append(f"request {number} {path}: {status} {body[:200]}")
@@ -302,8 +304,10 @@ def test_requests_under_uvicorn_keep_no_connection_alive(
                 counter += 1
                 # Every write lands in the same session: signed in all along.
                 assert json.loads(body) == {"counter": counter}, (number, path)
-            else:
+            elif "read" in path:
                 assert re.fullmatch(r"user=\d+", body), (number, path, body)
+            else:
+                assert 'data-handle="' in body, (number, path)  # this session, listed
     finally:
         peak.done.set()
         peak.join()

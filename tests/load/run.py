@@ -14,7 +14,11 @@ Invariants, each counted as a violation when broken:
 * a revoked session is rejected by every request sent after the revoke was
   answered, and is never listed again; at the end every revoked or signed-out
   session key is sent once more and must be anonymous;
-* no browser is signed out unless something signed it out.
+* no browser is signed out unless something signed it out;
+* with ``--max-live-wrappers``, the server holds no more database connection
+  wrappers than that after the run (``/load/wrappers/``, after a garbage
+  collection): under ASGI Django makes one per request, and one kept alive
+  keeps its database connection open when connections are persistent.
 
 Standard library only. ``scripts/load`` starts the server and runs this;
 run it by hand with ``python tests/load/run.py --base-url http://127.0.0.1:PORT``.
@@ -43,6 +47,7 @@ SESSION_COOKIE = "sessionid"
 LIST_URL = "/account/sessions/"
 OTHERS_URL = "/account/sessions/others/delete/"
 COUNTER_URL = "/load/counter/"
+WRAPPERS_URL = "/load/wrappers/"
 # What a user does between two requests, in seconds.
 THINK_TIME = (0.0, 0.1)
 # Relative frequency of each action of a signed-in browser.
@@ -397,6 +402,29 @@ def sweep(world: World, host: str, port: int) -> int:
     return len(keys)
 
 
+def live_wrappers(world: World, host: str, port: int, most: int) -> int | None:
+    """The server's live connection wrappers; a violation above ``most``."""
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        connection.request("GET", WRAPPERS_URL)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        world.violation("transport", f"GET {WRAPPERS_URL}: {exc!r}")
+        return None
+    finally:
+        connection.close()
+    if response.status != 200:
+        world.violation("unexpected status", f"GET {WRAPPERS_URL} answered {response.status}")
+        return None
+    live = int(json.loads(body)["live"])
+    if live > most:
+        world.violation(
+            "connection wrappers kept", f"{live} alive after the run, at most {most} expected"
+        )
+    return live
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return 0.0
@@ -405,7 +433,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def summarise(world: World, elapsed: float, swept: int, args: argparse.Namespace) -> dict[str, Any]:
+def summarise(
+    world: World, elapsed: float, swept: int, wrappers: int | None, args: argparse.Namespace
+) -> dict[str, Any]:
     by_kind: dict[str, list[Sample]] = defaultdict(list)
     for sample in world.samples:
         by_kind[sample.kind].append(sample)
@@ -434,6 +464,7 @@ def summarise(world: World, elapsed: float, swept: int, args: argparse.Namespace
         "revocations": world.revocations,
         "counter_checks": world.counter_checks,
         "revoked_keys_swept": swept,
+        "live_wrappers_after": wrappers,
         "violations": dict(world.violation_counts),
         "violation_samples": world.violations,
     }
@@ -457,7 +488,12 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"sign-ins {summary['sign_ins']}, sessions ended {summary['revocations']}, "
         f"counter checks {summary['counter_checks']}, "
-        f"revoked keys re-sent at the end {summary['revoked_keys_swept']}",
+        f"revoked keys re-sent at the end {summary['revoked_keys_swept']}"
+        + (
+            ""
+            if summary["live_wrappers_after"] is None
+            else f", connection wrappers alive after the run {summary['live_wrappers_after']}"
+        ),
         "violations: "
         + (", ".join(f"{k} {v}" for k, v in summary["violations"].items()) or "none"),
     ]
@@ -475,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="db", help="only reported")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-live-wrappers",
+        type=int,
+        help="fail if the server holds more database connection wrappers after the run",
+    )
     args = parser.parse_args(argv)
 
     url = urllib.parse.urlsplit(args.base_url)
@@ -501,7 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     for browser in browsers:
         world.samples.extend(browser.samples)
     swept = sweep(world, host, port)
-    summary = summarise(world, elapsed, swept, args)
+    wrappers = None
+    if args.max_live_wrappers is not None:
+        wrappers = live_wrappers(world, host, port, args.max_live_wrappers)
+    summary = summarise(world, elapsed, swept, wrappers, args)
     print(markdown(summary))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,9 +1,11 @@
-"""The example site, on PostgreSQL, with two extra views for the load run (``scripts/load``).
+"""The example site, with one extra view for the load run (``scripts/load``).
 
 Read from the environment (``scripts/load`` sets them):
-``LOAD_PGDATABASE`` (and libpq's ``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``),
-``LOAD_SESSION_ENGINE`` = db | cached_db, ``LOAD_CACHE`` = redis | locmem,
-``REDIS_URL``, ``LOAD_ACTIVITY_INTERVAL`` (seconds).
+``LOAD_DB`` = postgres (libpq's ``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``)
+| mysql (``MYSQL_HOST``, ``MYSQL_PORT``, ``MYSQL_USER``, ``MYSQL_PASSWORD``),
+``LOAD_DATABASE`` (its name), ``LOAD_SESSION_ENGINE`` = db | cached_db,
+``LOAD_CACHE`` = redis | locmem, ``REDIS_URL``, ``LOAD_ACTIVITY_INTERVAL`` and
+``LOAD_CONN_MAX_AGE`` (seconds).
 """
 
 from __future__ import annotations
@@ -17,18 +19,36 @@ ROOT_URLCONF = "tests.load.urls"
 # Sign-ins are part of the load; a real hasher would be most of it.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("LOAD_PGDATABASE", "user_sessions_load"),
-        "USER": os.environ.get("PGUSER", "postgres"),
-        "PASSWORD": os.environ.get("PGPASSWORD", ""),
-        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
-        "PORT": os.environ.get("PGPORT", "5432"),
-        "CONN_MAX_AGE": 60,
-        "CONN_HEALTH_CHECKS": True,
+# Persistent connections by default, as production sites run: under ASGI (a
+# connection per request) one kept alive by mistake soon exhausts the server.
+CONN_MAX_AGE = int(os.environ.get("LOAD_CONN_MAX_AGE", "60"))
+if os.environ.get("LOAD_DB", "postgres") == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("LOAD_DATABASE", "user_sessions_load"),
+            "USER": os.environ.get("MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "CONN_MAX_AGE": CONN_MAX_AGE,
+            "CONN_HEALTH_CHECKS": True,
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("LOAD_DATABASE", "user_sessions_load"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "PASSWORD": os.environ.get("PGPASSWORD", ""),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+            "CONN_MAX_AGE": CONN_MAX_AGE,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    }
 
 SESSION_ENGINE = "user_sessions.backends." + os.environ.get("LOAD_SESSION_ENGINE", "db")
 if os.environ.get("LOAD_CACHE", "redis") == "redis":

@@ -1,4 +1,4 @@
-"""The one view the load run adds to the example site."""
+"""The view the load run adds to the example site (and ``tests.asgi_site.views.wrappers``)."""
 
 from __future__ import annotations
 
