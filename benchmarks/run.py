@@ -45,7 +45,7 @@ def _sizes(smoke: bool) -> dict[str, Any]:
             "counted": 200,
             "identical": 200,
             "simulated_seconds": 600,
-            "widget_sizes": (1, 10, 100),
+            "widget_sizes": (1, 10, 100, 10_000),
             "widget_repeats": 1,
             "rows": 1_000,
             "small_clear": None,
@@ -57,7 +57,7 @@ def _sizes(smoke: bool) -> dict[str, Any]:
         "counted": 200,
         "identical": 10_000,
         "simulated_seconds": 3_600,
-        "widget_sizes": (1, 10, 100, 1_000),
+        "widget_sizes": (1, 10, 100, 1_000, 10_000),
         "widget_repeats": 3,
         "rows": 1_000_000,
         # clear_expired's memory at a tenth of the size, to show it stays flat.

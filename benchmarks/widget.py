@@ -1,9 +1,11 @@
-"""The "Your devices" widget: render time, queries and label caching by number of sessions.
+"""The "Your devices" widget: render time, size, queries and label caching by number of sessions.
 
 Each user's sessions carry distinct user agents and addresses (the worst case
 for the label caches). The first render starts with empty caches; the second
 is what a refresh costs, and must parse no user agent and look up no address
-again.
+again. One render shows this device and ``USER_SESSIONS_WIDGET_LIMIT`` others
+whatever the number of sessions; "Show all" loads ``PAGE_SIZE`` rows per
+request, which is also where the cost of one row is measured.
 """
 
 from __future__ import annotations
@@ -29,9 +31,15 @@ from django.utils import timezone
 
 from benchmarks.harness import CHROME_WINDOWS, OURS_DB, WsgiClient, count_statements, sign_in
 from user_sessions import devices
+from user_sessions.conf import app_settings
 from user_sessions.models import Session
+from user_sessions.views import PAGE_SIZE, build_device_page
 
 WIDGET_TEMPLATE = "user_sessions/widget.html"
+PAGE_TEMPLATE = "user_sessions/partials/page.html"
+# What one render may cost at 10,000 sessions (reported; the size is a count).
+RENDER_MS_TARGET = 50
+HTML_BYTES_TARGET = 100 * 1024
 
 _USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -82,17 +90,20 @@ def give_sessions(user: Any, count: int) -> None:
     """``count`` live sessions for ``user``, each from its own browser and address."""
     now = timezone.now()
     Session.objects.bulk_create(
-        Session(
-            session_key=secrets.token_hex(16),
-            session_data="",
-            expire_date=now + datetime.timedelta(days=14),
-            user=user,
-            user_agent=_user_agent(i),
-            ip=_ip(i),
-            created_at=now - datetime.timedelta(days=i % 90, minutes=i),
-            last_activity=now - datetime.timedelta(minutes=i * 7),
-        )
-        for i in range(count)
+        (
+            Session(
+                session_key=secrets.token_hex(16),
+                session_data="",
+                expire_date=now + datetime.timedelta(days=14),
+                user=user,
+                user_agent=_user_agent(i),
+                ip=_ip(i),
+                created_at=now - datetime.timedelta(days=i % 90, minutes=i),
+                last_activity=now - datetime.timedelta(minutes=i * 7),
+            )
+            for i in range(count)
+        ),
+        batch_size=1000,
     )
 
 
@@ -130,11 +141,11 @@ class Lookups:
             yield self
 
 
-def _render(request: Any) -> dict[str, Any]:
+def _render(request: Any, template: str = WIDGET_TEMPLATE, **context: Any) -> dict[str, Any]:
     lookups = Lookups()
     with lookups.counting(), count_statements() as statements:
         started = time.perf_counter()
-        html = render_to_string(WIDGET_TEMPLATE, {"heading_level": 2}, request)
+        html = render_to_string(template, {"heading_level": 2, **context}, request)
         elapsed = time.perf_counter() - started
     return {
         "ms": elapsed * 1000,
@@ -145,11 +156,47 @@ def _render(request: Any) -> dict[str, Any]:
     }
 
 
+def _timed_request(client: WsgiClient, environ: dict[str, Any]) -> tuple[float, int]:
+    """Milliseconds and queries of one request, after one that warmed it up."""
+    client.run([environ])
+    with count_statements() as statements:
+        started = time.perf_counter()
+        client.run([environ])
+        elapsed = (time.perf_counter() - started) * 1000
+    return elapsed, statements.queries
+
+
+def _page_of_rows(request: Any, repeats: int) -> dict[str, Any]:
+    """One "Show more" page (``PAGE_SIZE`` rows), built and rendered: the cost per row.
+
+    Wall time (median) and CPU time of this process (the least of the
+    rounds, which a busy machine disturbs least).
+    """
+    _render(request, PAGE_TEMPLATE, widget=build_device_page(request, None))  # warm the caches
+    wall, cpu = [], []
+    html = ""
+    for _ in range(max(repeats, 5)):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        page = build_device_page(request, None)
+        html = render_to_string(PAGE_TEMPLATE, {"widget": page}, request)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    rows = html.count('<li class="us-row')
+    return {
+        "page_rows": rows,
+        "row_ms": statistics.median(wall) / rows,
+        "row_cpu_ms": min(cpu) / rows,
+        "row_bytes": len(html.encode()) / rows,
+    }
+
+
 def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
     factory = RequestFactory(HTTP_USER_AGENT=CHROME_WINDOWS, REMOTE_ADDR="203.0.113.10")
-    refresh_client = WsgiClient(OURS_DB)
+    client = WsgiClient(OURS_DB)
+    limit = app_settings.WIDGET_LIMIT
     rows = []
     html_by_size: dict[int, str] = {}
+    per_row: dict[str, Any] = {}
     with geoip_database() as geoip, OURS_DB.settings():
         for size in sizes:
             user = get_user_model().objects.create_user(f"widget-{size}")
@@ -165,32 +212,47 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             again = [_render(request) for _ in range(repeats)]
             second = again[0]
             html_by_size[size] = second["html"]
-            if second["html"].count('class="us-row') < size:
-                raise AssertionError(f"widget shows fewer than {size} sessions")
+            shown = second["html"].count('<li class="us-row')
+            if shown != min(size, limit + 1):
+                raise AssertionError(f"widget shows {shown} rows of {size} sessions")
 
             # The same list as the widget's periodic htmx refresh fetches it.
-            environ = refresh_client.environ(
+            environ = client.environ(
                 "/account/sessions/", current_key, "203.0.113.10", CHROME_WINDOWS
             )
             environ["HTTP_HX_REQUEST"] = "true"
-            refresh_client.run([environ])
-            with count_statements() as refresh:
-                started = time.perf_counter()
-                refresh_client.run([environ])
-                refresh_ms = (time.perf_counter() - started) * 1000
-            rows.append(
-                {
-                    "sessions": size,
-                    "first_render_ms": first["ms"],
-                    "render_ms": statistics.median(r["ms"] for r in again),
-                    "queries_first": first["queries"],
-                    "queries": second["queries"],
-                    "user_agent_parses_first": first["user_agent_parses"],
-                    "user_agent_parses_second": second["user_agent_parses"],
-                    "geoip_lookups_first": first["geoip_lookups"],
-                    "geoip_lookups_second": second["geoip_lookups"],
-                    "refresh_request_ms": refresh_ms,
-                    "refresh_request_queries": refresh.queries,
-                }
-            )
-    return {"geoip": geoip, "rows": rows, "html": html_by_size}
+            refresh_ms, refresh_queries = _timed_request(client, environ)
+            row: dict[str, Any] = {
+                "sessions": size,
+                "rows_shown": shown,
+                "html_bytes": len(second["html"].encode()),
+                "first_render_ms": first["ms"],
+                "render_ms": statistics.median(r["ms"] for r in again),
+                "queries_first": first["queries"],
+                "queries": second["queries"],
+                "user_agent_parses_first": first["user_agent_parses"],
+                "user_agent_parses_second": second["user_agent_parses"],
+                "geoip_lookups_first": first["geoip_lookups"],
+                "geoip_lookups_second": second["geoip_lookups"],
+                "refresh_request_ms": refresh_ms,
+                "refresh_request_queries": refresh_queries,
+            }
+            if size > limit + 1:
+                # "Show all": the page after the first one, as htmx asks for it.
+                environ["QUERY_STRING"] = (
+                    "after=" + second["html"].split("?after=", 1)[1].split('"', 1)[0]
+                )
+                row["more_request_ms"], row["more_request_queries"] = _timed_request(
+                    client, environ
+                )
+            rows.append(row)
+            if size > PAGE_SIZE and not per_row:
+                per_row = {"sessions": size, **_page_of_rows(request, repeats)}
+    return {
+        "geoip": geoip,
+        "limit": limit,
+        "page_size": PAGE_SIZE,
+        "per_row": per_row,
+        "rows": rows,
+        "html": html_by_size,
+    }
