@@ -351,7 +351,9 @@ def test_templates_mark_nothing_safe() -> None:
 
 def test_templates_have_no_inline_scripts_styles_or_cdns() -> None:
     for path in TEMPLATES.rglob("*.html"):
-        source = path.read_text()
+        # What a template's comments say never reaches the page.
+        source = re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S)
+        source = re.sub(r"\{% comment %\}.*?\{% endcomment %\}", "", source, flags=re.S)
         assert "<script" not in source, path
         assert "<style" not in source, path
         assert " style=" not in source, path
