@@ -37,7 +37,7 @@ REQUESTS = 1000
 # Sync and async views reading and writing the session, in turn, and every
 # so often the sessions page (the widget's queries; slower to render).
 PATHS = ("/read/", "/async/read/", "/write/", "/async/write/")
-PAGE, PAGE_EVERY = "/account/sessions/", 25
+PAGE, PAGE_EVERY = "/account/sessions/", 50
 # What "small" means once the server is idle: Django's own store keeps one.
 MOST_WRAPPERS = 4
 MOST_CONNECTIONS = 4
