@@ -1,4 +1,4 @@
-"""The store's two per-request statements, compiled once per connection.
+"""The store's two per-request statements, compiled once per database.
 
 Every request reads its session and many save it, and building and compiling
 the ORM query is a good part of either: on the benchmark machine (PostgreSQL,
@@ -7,8 +7,8 @@ statement replayed, and replaying the read made a whole signed-in request
 about 12 % faster (benchmarks/, README "Performance").
 The statements are still the ORM's own: the query is built once with a
 ``Slot`` where each value goes, compiled for the connection at hand (so any
-backend's dialect and quoting apply), and kept with the result converters
-the ORM would apply. Each call fills the slots with values prepared by the
+backend's dialect and quoting apply), and kept with the columns whose values
+the ORM converts on the way out. Each call fills the slots with values prepared by the
 same field methods the ORM uses (``get_db_prep_value`` for lookups,
 ``get_db_prep_save`` for updates).
 
@@ -17,8 +17,8 @@ connection: under ASGI Django gives every request a new connection wrapper,
 and with ``CONN_MAX_AGE`` a wrapper kept alive keeps its database connection
 open (a cache per wrapper once made MariaDB refuse clients after ~150
 requests). So the converters, bound to a connection, are looked up from the
-connection at hand on each read, as the ORM itself does for every query; on
-PostgreSQL no column of the session needs one. A statement that does not
+connection at hand on each read, as the ORM does for every query (on
+PostgreSQL no column of the session has one). A statement that does not
 compile to the expected shape (a custom model with computed columns, an
 unusual backend) is never used: the ORM query runs instead.
 """
