@@ -537,7 +537,7 @@
       others.hidden = freshOthers.hidden;
     }
     var more = list.querySelector("[data-us-more]");
-    if (!state.page && more && freshMore && more.outerHTML !== freshMore.outerHTML) {
+    if (!state.page && more && freshMore && linkOf(more) !== linkOf(freshMore)) {
       // Not expanded: "Show all (N)" follows the count. Expanded, the
       // "Show more" link in place continues where the loaded rows end.
       if (!more.contains(document.activeElement)) {
@@ -550,6 +550,13 @@
       state.trigger = lostFocus;
       restoreFocus(state);
     }
+  }
+
+  // Where the "Show all" link leads and what it says (htmx may have added
+  // attributes of its own to the one in the page).
+  function linkOf(container) {
+    var link = container.querySelector("[href]");
+    return link ? link.getAttribute("href") + " " + link.textContent : "";
   }
 
   function childRows(container) {
