@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 from collections.abc import Iterator
 from importlib import import_module
@@ -560,3 +561,32 @@ def test_store_user_id_as_in_2x(engine: str, user: Any):
     assert loaded.user_id == user.pk
     loaded.clear()
     assert loaded.user_id is None
+
+
+def test_manager_encode_and_save_as_djangos_keep_handle_owner_and_sign_in_time(
+    engine: str, user: Any
+):
+    from django.core.cache import cache
+
+    store = store_class(engine)(user_agent="UA", ip=None)
+    store[SESSION_KEY] = str(user.pk)
+    store["y"] = 1
+    store.save()
+    row = Session.objects.get()
+    assert Session.objects.encode({"y": 1}) == store.encode({"y": 1})
+
+    expires = timezone.now() + datetime.timedelta(days=3)
+    saved = Session.objects.save(row.session_key, {SESSION_KEY: str(user.pk), "y": 2}, expires)
+    assert (saved.handle, saved.created_at, saved.user) == (row.handle, row.created_at, user)
+    assert abs(saved.expire_date - expires) < datetime.timedelta(seconds=1)
+    # A cached copy does not hide what was saved.
+    assert store_class(engine)(row.session_key)["y"] == 2
+
+    # A new key makes a new row; empty data deletes the session, as Django's.
+    fresh = Session.objects.save("k" * 32, {"z": 1}, expires)
+    assert (fresh.user, fresh.get_decoded()) == (None, {"z": 1})
+    assert fresh.handle and fresh.handle != row.handle
+    Session.objects.save(row.session_key, {}, expires)
+    assert not Session.objects.filter(session_key=row.session_key).exists()
+    assert store_class(engine)(row.session_key).get("y") is None
+    cache.clear()

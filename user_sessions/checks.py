@@ -260,6 +260,44 @@ def check_session_cache_alias(app_configs: Any = None, **kwargs: Any) -> list[ch
     ]
 
 
+# What the widget and its views, the admin and activity tracking read and write.
+SESSION_MODEL_COLUMNS = ("user", "ip", "user_agent", "created_at", "last_activity", "handle")
+
+
+def check_session_model(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A site's own session model (``get_model_class()``) without this package's columns.
+
+    The store works with it as Django's does; what needs the columns would
+    fail later with an AttributeError or FieldError, so it is said here.
+    """
+    from user_sessions.backends.db import model_columns
+
+    store = _engine_store()
+    if store is None or not _uses_our_engine():
+        return []
+    model = store.get_model_class()
+    missing = [name for name in SESSION_MODEL_COLUMNS if name not in model_columns(model)]
+    if not missing:
+        return []
+    return [
+        checks.Warning(
+            _(
+                "The session model %(model)s has no %(columns)s: the devices widget and its "
+                "views, the session admin, sign-out on password change and activity tracking "
+                "(IP address, user agent, last activity) need them. Sessions are stored as "
+                "Django's store stores them, with nothing more."
+            )
+            % {"model": model._meta.label, "columns": ", ".join(missing)},
+            hint=_(
+                "Base the model on user_sessions.models.AbstractSession, which has every "
+                "column, instead of AbstractBaseSession."
+            ),
+            obj=model,
+            id="user_sessions.W011",
+        )
+    ]
+
+
 def register() -> None:
     checks.register(check_setup)
     checks.register(check_geoip)
@@ -267,3 +305,4 @@ def register() -> None:
     checks.register(check_databases)
     checks.register(check_password_attempts)
     checks.register(check_session_cache_alias)
+    checks.register(check_session_model)

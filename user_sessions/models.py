@@ -1,4 +1,10 @@
-"""The session row: one signed-in place (a browser on a device) of one user."""
+"""The session row: one signed-in place (a browser on a device) of one user.
+
+``AbstractSession`` carries every column this package records, for a site's
+own session model with columns of its own (wired as Django documents: a
+``SessionStore`` subclass whose ``get_model_class()`` returns it). ``Session``
+is the concrete model the package ships.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.conf import settings
-from django.contrib.sessions.base_session import AbstractBaseSession
+from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
 from django.db import NotSupportedError, models
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -93,6 +99,12 @@ def _forget_cached() -> Callable[[list[str]], None] | None:
     return getattr(engine.SessionStore, "forget", None)
 
 
+def _discard_cached() -> Callable[[list[str]], None] | None:
+    """The engine's way to drop cached copies of rows that changed (not ended)."""
+    engine = import_module(settings.SESSION_ENGINE)
+    return getattr(engine.SessionStore, "discard", None)
+
+
 class SessionQuerySet(models.QuerySet["Session"]):
     def active(self) -> SessionQuerySet:
         return cast(SessionQuerySet, self.filter(expire_date__gt=timezone.now()))
@@ -117,12 +129,43 @@ class SessionQuerySet(models.QuerySet["Session"]):
         return deleted
 
 
-class Session(AbstractBaseSession):
+class SessionManager(BaseSessionManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]
+    """Django's ``BaseSessionManager`` (``encode()``, ``save()``) with this package's queryset."""
+
+    def save(
+        self, session_key: str, session_dict: dict[str, Any], expire_date: Any
+    ) -> AbstractSession:
+        """Store ``session_dict`` under ``session_key``, or delete the session if it is empty.
+
+        As Django's, except that an existing row keeps its handle and sign-in
+        time, its owner follows the data (as the store's saves do) and a
+        cached copy is dropped, so the next request reads what was saved.
+        """
+        from user_sessions.backends.db import owner_pk
+
+        if not session_dict:
+            self.filter(session_key=session_key).delete()
+            return cast(
+                "AbstractSession", self.model(session_key, self.encode(session_dict), expire_date)
+            )
+        values: dict[str, Any] = {
+            "session_data": self.encode(session_dict),
+            "expire_date": expire_date,
+        }
+        values["user_id"] = owner_pk(self.model, session_dict)
+        if not self.filter(session_key=session_key).update(**values):
+            self.model(session_key=session_key, **values).save(force_insert=True)
+        elif discard := _discard_cached():
+            discard([session_key])
+        return cast("AbstractSession", self.get(session_key=session_key))
+
+
+class AbstractSession(AbstractBaseSession):
     """A session with an owner, where it comes from and when it was used.
 
     ``session_key``, ``session_data`` and ``expire_date`` come from Django's
-    ``AbstractBaseSession``; the table and the first four migrations match
-    django-user-sessions 2.x, so an existing table upgrades in place.
+    ``AbstractBaseSession``. Extend this for a session model with columns of
+    your own; the store fills them in ``create_model_instance()``, as Django's.
     """
 
     user = models.ForeignKey(
@@ -130,7 +173,8 @@ class Session(AbstractBaseSession):
         null=True,
         blank=True,
         on_delete=models.CASCADE,
-        related_name="session_set",
+        # user.<model name>_set: a site's model beside Session clashes with nothing.
+        related_name="%(class)s_set",
         verbose_name=_("user"),
     )
     user_agent = models.CharField(_("user agent"), max_length=400, null=True, blank=True)
@@ -151,13 +195,15 @@ class Session(AbstractBaseSession):
         editable=False,
     )
 
-    objects: ClassVar[SessionQuerySet] = SessionQuerySet.as_manager()  # type: ignore[assignment]
+    objects: ClassVar[SessionManager] = SessionManager()
 
     class Meta(AbstractBaseSession.Meta):
+        abstract = True
         verbose_name = _("session")  # type: ignore[assignment]
         verbose_name_plural = _("sessions")  # type: ignore[assignment]
+        # A user's sessions, most recent first: what the widget lists.
         indexes = [
-            models.Index(fields=["user", "-last_activity"], name="user_sessions_user_recent"),
+            models.Index(fields=["user", "-last_activity"], name="%(app_label)s_%(class)s_recent"),
         ]
 
     def __str__(self) -> str:
@@ -207,3 +253,46 @@ class Session(AbstractBaseSession):
         from user_sessions.devices import lookup_ip
 
         return lookup_ip(self.ip)
+
+
+class Session(AbstractSession):
+    """The package's session model.
+
+    Its table and first four migrations match django-user-sessions 2.x, so an
+    existing table upgrades in place.
+    """
+
+    # Named as in 2.x (user.session_set); the abstract model's "%(class)s_set"
+    # gives the same name but another migration state.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="session_set",
+        verbose_name=_("user"),
+    )
+
+    class Meta(AbstractSession.Meta):
+        # The index's name from migration 0002.
+        indexes = [
+            models.Index(fields=["user", "-last_activity"], name="user_sessions_user_recent"),
+        ]
+
+
+def get_session_model() -> type[AbstractSession]:
+    """The model the widget, views and sign-outs use: the engine's, or ``Session``.
+
+    A site's own model counts when it extends ``AbstractSession`` (it has the
+    columns they need); for any other, check W011 says what is left out.
+    Read at call time, so overrides of SESSION_ENGINE apply.
+    """
+    from user_sessions.backends.db import SessionStore
+
+    store = getattr(import_module(settings.SESSION_ENGINE), "SessionStore", None)
+    # Only our stores: Django's would import django.contrib.sessions' model.
+    if isinstance(store, type) and issubclass(store, SessionStore):
+        model = store.get_model_class()
+        if issubclass(model, AbstractSession):
+            return model
+    return Session

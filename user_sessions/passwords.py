@@ -98,11 +98,12 @@ def end_unverifiable_sessions(user: Any, keep: str | None = None) -> int:
 
     ``keep`` names a session key to leave alone. Returns how many ended.
     """
-    from user_sessions.models import Session
+    from user_sessions.models import get_session_model
 
+    model = get_session_model()
     decoder = _decoder()
     rows = (
-        Session.objects.filter(user=user)
+        model.objects.filter(user=user)
         .values_list("session_key", "session_data")
         .iterator(chunk_size=BATCH_SIZE)
     )
@@ -113,7 +114,7 @@ def end_unverifiable_sessions(user: Any, keep: str | None = None) -> int:
     )
     ended = 0
     for batch in _batches(stale):
-        ended += Session.objects.filter(session_key__in=batch).revoke()
+        ended += model.objects.filter(session_key__in=batch).revoke()
     return ended
 
 

@@ -22,7 +22,7 @@ session_created = Signal()
 def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     from user_sessions.backends.db import SessionStore
     from user_sessions.devices import device_label, location_label
-    from user_sessions.models import Session
+    from user_sessions.models import get_session_model
 
     store = getattr(request, "session", None)
     if not isinstance(store, SessionStore) or store.session_key is None:
@@ -30,14 +30,15 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
     # Write the owner now rather than at the end of the request, so the new
     # session shows up in lists (and for receivers) straight away.
     store.save()
-    if not session_created.has_listeners(Session):
+    model = get_session_model()
+    if not session_created.has_listeners(model):
         # Nobody asked: spare the query and the device and location labels.
         return
-    session = Session.objects.filter(session_key=store.session_key).first()
+    session = model.objects.filter(session_key=store.session_key).first()
     if session is None:
         return
     session_created.send(
-        sender=Session,
+        sender=model,
         session=session,
         request=request,
         user=user,
@@ -53,12 +54,13 @@ def on_user_deleting(sender: Any, instance: Any, using: str, **kwargs: Any) -> N
     ``SessionQuerySet.delete()``; without this a cached copy would keep
     serving the deleted user's session until it expired.
     """
-    from user_sessions.models import Session, _forget_cached
+    from user_sessions.models import _forget_cached, get_session_model
 
     forget = _forget_cached()
     if forget is None:
         return
-    keys = list(Session.objects.filter(user=instance).values_list("session_key", flat=True))
+    sessions = get_session_model().objects.filter(user=instance)
+    keys = list(sessions.values_list("session_key", flat=True))
     if keys:
         transaction.on_commit(lambda: forget(keys), using=using)
 

@@ -36,7 +36,7 @@ from user_sessions import throttle
 from user_sessions.conf import app_settings
 from user_sessions.devices import device_label
 from user_sessions.forms import ConfirmPasswordForm
-from user_sessions.models import Session
+from user_sessions.models import Session, get_session_model
 from user_sessions.paging import ORDER, Cursor
 from user_sessions.timeago import ago
 
@@ -262,7 +262,7 @@ def build_device_list(
     if user.is_authenticated:
         current_key = _current_key(request)
         limit = app_settings.WIDGET_LIMIT if after is None else PAGE_SIZE
-        live = Session.objects.active().filter(user=user)
+        live = get_session_model().objects.active().filter(user=user)
         rows = live.defer("session_data")
         if after is not None:
             wanted = after.rows_after()
@@ -328,7 +328,7 @@ def build_device_page(request: HttpRequest, after: Cursor | None) -> DeviceList:
     user = request.user
     assert user.is_authenticated  # the views require it
     current_key = _current_key(request)
-    rows = Session.objects.active().filter(user=user).defer("session_data")
+    rows = get_session_model().objects.active().filter(user=user).defer("session_data")
     if current_key:
         rows = rows.exclude(session_key=current_key)
     if after is not None:
@@ -550,11 +550,12 @@ class SessionDeleteView(ConfirmedSignOutView):
     def target(self) -> Session:
         if not hasattr(self, "_session"):
             # Another user's handle answers exactly like one that never existed.
+            model = get_session_model()
             try:
-                self._session = Session.objects.active().get(
+                self._session = model.objects.active().get(
                     handle=self.kwargs["handle"], user=self.user
                 )
-            except Session.DoesNotExist:
+            except model.DoesNotExist:
                 raise Http404("No such session.") from None
         return self._session
 
@@ -613,7 +614,8 @@ class SessionDeleteOtherView(ConfirmedSignOutView):
 
     def sign_out(self) -> str:
         count = (
-            Session.objects.active()
+            get_session_model()
+            .objects.active()
             .filter(user=self.user, created_at__lte=self.started_at)
             .exclude(session_key=self.request.session.session_key)
             .revoke()

@@ -235,6 +235,14 @@ class SessionStore(db.SessionStore):
             logger.warning("Session cache unavailable; could not mark sessions revoked")
 
     @classmethod
+    def discard(cls, session_keys: Iterable[str]) -> None:
+        """Called when rows changed outside a store (``Session.objects.save()``): read them anew."""
+        try:
+            session_cache().delete_many([_cache_key(key) for key in session_keys])
+        except Exception:
+            logger.warning("Session cache unavailable; could not drop changed sessions")
+
+    @classmethod
     def forget(cls, session_keys: Iterable[str]) -> None:
         """Called by ``Session`` deletes: the cached copies end with the rows."""
         cls._bury(session_keys)

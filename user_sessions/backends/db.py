@@ -72,6 +72,24 @@ def model_columns(model: type[models.Model]) -> frozenset[str]:
     return frozenset(field.name for field in model._meta.concrete_fields)
 
 
+def owner_pk(model: type[models.Model], data: dict[str, Any]) -> Any:
+    """The primary key of the user the session data names, or None."""
+    value = data.get(SESSION_KEY)
+    if value is None:
+        return None
+    if "user" in model_columns(model):
+        # The column holds the user model's primary key.
+        pk_field = model._meta.get_field("user").target_field  # type: ignore[union-attr]
+    else:
+        from django.contrib.auth import get_user_model
+
+        pk_field = get_user_model()._meta.pk
+    try:
+        return pk_field.to_python(value)
+    except (ValidationError, TypeError, ValueError):
+        return None
+
+
 class SessionGone(UpdateError):
     """The row was deleted (revoked) while this request was using it."""
 
@@ -320,20 +338,7 @@ class SessionStore(SessionBase):
         """Called once a row has its new key; cached stores move their copy."""
 
     def _owner_id(self, data: dict[str, Any]) -> Any:
-        value = data.get(SESSION_KEY)
-        if value is None:
-            return None
-        if self._has_owner:
-            # The column holds the user model's primary key.
-            pk_field = self.model._meta.get_field("user").target_field  # type: ignore[union-attr]
-        else:
-            from django.contrib.auth import get_user_model
-
-            pk_field = get_user_model()._meta.pk
-        try:
-            return pk_field.to_python(value)
-        except (ValidationError, TypeError, ValueError):
-            return None
+        return owner_pk(self.model, data)
 
     def _client_values(self, now: datetime.datetime) -> dict[str, Any]:
         """This request's client and time, for the activity columns the model has."""
