@@ -33,7 +33,7 @@ from benchmarks.harness import CHROME_WINDOWS, OURS_DB, WsgiClient, count_statem
 from user_sessions import devices
 from user_sessions.conf import app_settings
 from user_sessions.models import Session
-from user_sessions.views import PAGE_SIZE, build_device_page
+from user_sessions.widget import PAGE_SIZE, build_device_page
 
 WIDGET_TEMPLATE = "user_sessions/widget.html"
 PAGE_TEMPLATE = "user_sessions/partials/page.html"

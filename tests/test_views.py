@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import FIREFOX_LINUX, SAFARI_IPHONE
-from user_sessions import views
+from user_sessions import widget
 from user_sessions.models import Session
 from user_sessions.views import SessionDeleteOtherView
 
@@ -414,7 +414,7 @@ def test_show_all_pages_through_every_session_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.USER_SESSIONS_WIDGET_LIMIT = 3
-    monkeypatch.setattr(views, "PAGE_SIZE", 4)
+    monkeypatch.setattr(widget, "PAGE_SIZE", 4)
     bulk_sessions(user, 14)
     current = session_of(auth_client)
 
@@ -523,7 +523,7 @@ def test_without_javascript_the_link_leads_to_full_pages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.USER_SESSIONS_WIDGET_LIMIT = 2
-    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    monkeypatch.setattr(widget, "PAGE_SIZE", 3)
     bulk_sessions(user, 7)
     current = session_of(auth_client)
     order = by_recency(user, current)
@@ -791,7 +791,7 @@ def test_htmx_attributes_sit_on_the_requesting_element(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.USER_SESSIONS_WIDGET_LIMIT = 1
-    monkeypatch.setattr(views, "PAGE_SIZE", 1)
+    monkeypatch.setattr(widget, "PAGE_SIZE", 1)
     bulk_sessions(user, 2)
     list_page = auth_client.get(LIST_URL)
     dialog = auth_client.get(

@@ -198,7 +198,7 @@ def test_a_page_of_rows_costs_one_query(
     user: AbstractBaseUser, current: Session, django_assert_num_queries: Any
 ) -> None:
     from user_sessions.paging import Cursor
-    from user_sessions.views import PAGE_SIZE, build_device_page
+    from user_sessions.widget import PAGE_SIZE, build_device_page
 
     sessions = bulk_sessions(user, 9_999)
     request = page_request(user, current)
@@ -286,7 +286,7 @@ def test_heading_level_can_be_chosen(user: AbstractBaseUser, current: Session) -
 def test_heading_level_applies_to_a_widget_the_view_built(
     user: AbstractBaseUser, current: Session
 ) -> None:
-    from user_sessions.views import build_device_list
+    from user_sessions.widget import build_device_list
 
     request = page_request(user, current)
     built = build_device_list(request, heading_level=1)

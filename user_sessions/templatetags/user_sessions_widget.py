@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from user_sessions.conf import app_settings
-from user_sessions.views import DeviceList, build_device_list
+from user_sessions.widget import DeviceList, build_device_list
 
 register = template.Library()
 
