@@ -590,3 +590,29 @@ def test_manager_encode_and_save_as_djangos_keep_handle_owner_and_sign_in_time(
     assert not Session.objects.filter(session_key=row.session_key).exists()
     assert store_class(engine)(row.session_key).get("y") is None
     cache.clear()
+
+
+# -- review: revocation is final, a cycled key included ------------------------------
+
+
+def test_cycling_the_key_of_a_session_revoked_meanwhile_does_not_bring_it_back(
+    engine: str, user: Any
+) -> None:
+    # A request loaded a signed-in session; while it ran, the owner signed
+    # that device out. The view then cycles the key (update_session_auth_hash,
+    # Django's fallback-secret path): the session must stay ended, not come
+    # back under a new key and handle.
+    cls = store_class(engine)
+    owned = owned_store(user)
+    owned.save()
+    request_store = cls(owned.session_key, user_agent="UA", ip="203.0.113.9")
+    assert request_store[SESSION_KEY] == str(user.pk)
+    Session.objects.filter(session_key=owned.session_key).revoke()
+
+    request_store.cycle_key()
+    request_store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    request_store.save()
+
+    assert not Session.objects.filter(user=user).exists()
+    assert SESSION_KEY not in request_store
+    assert cls(request_store.session_key).get(SESSION_KEY) is None

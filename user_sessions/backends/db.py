@@ -293,10 +293,11 @@ class SessionStore(SessionBase):
         """A new key for the same data; a signed-in session keeps its handle and sign-in time.
 
         Django cycles the key of a signed-in session when the password changes
-        (``update_session_auth_hash``) and when the same user signs in again:
-        the session goes on, so its row is re-keyed in place (one UPDATE), and
-        lists and history keep naming it by the same handle. A session without
-        an owner (the anonymous visit before a sign-in) gets a new row.
+        (``update_session_auth_hash``) and when a session signed under a
+        fallback ``SECRET_KEY`` is upgraded: the session goes on, so its row is
+        re-keyed in place (one UPDATE), and lists and history keep naming it
+        by the same handle. A session without an owner (the anonymous visit
+        before a sign-in) gets a new row; one revoked meanwhile stays ended.
         """
         data = self._session  # type: ignore[attr-defined]
         key = self.session_key
@@ -322,7 +323,13 @@ class SessionStore(SessionBase):
             # cycle handles both.
             return False
         if not updated:
-            return False
+            # The row was deleted (revoked) while this request used it. The
+            # plain cycle would insert the data again under a new key: the
+            # session ends here instead, as a save of it would.
+            self._session_key = None
+            self._session_cache = {}
+            self.modified = True
+            return True
         self._session_key = new_key
         self._session_cache = data
         self.modified = True
