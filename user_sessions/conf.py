@@ -24,6 +24,8 @@ REQUIRE_PASSWORD_CHOICES: tuple[str | None, ...] = (None, "others", "all")
 
 
 class Settings:
+    """The ``USER_SESSIONS_*`` settings, one property each, validated on every access."""
+
     prefix = "USER_SESSIONS_"
 
     def __init__(self) -> None:
@@ -82,6 +84,7 @@ class Settings:
 
     @property
     def CLIENT_IP_RESOLVER(self) -> Callable[[HttpRequest], str | None] | None:
+        """A callable (or dotted path) ``resolver(request) -> str | None`` replacing the rule."""
         value = self._get("CLIENT_IP_RESOLVER", None)
         if value is None:
             return None
@@ -94,6 +97,7 @@ class Settings:
 
     @property
     def IP_PRIVACY(self) -> IPPrivacy:
+        """What is stored of the client address: ``"full"``, ``"truncate"`` or ``"none"``."""
         value = self._get("IP_PRIVACY", "full")
         if value not in IP_PRIVACY_CHOICES:
             raise ImproperlyConfigured(
@@ -138,6 +142,7 @@ class Settings:
 
     @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
+        """The django-crispy-forms template pack of the password form."""
         return str(self._get("CRISPY_TEMPLATE_PACK", "user_sessions"))
 
 
