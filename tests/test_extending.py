@@ -127,13 +127,17 @@ def test_the_widget_lists_and_signs_out_sessions_of_the_sites_model(
 
 
 def test_a_password_change_ends_the_users_sessions_of_the_sites_model(
-    site_engine_on: Any, browser_factory: Any, user: Any
+    site_engine_on: Any,
+    browser_factory: Any,
+    user: Any,
+    django_capture_on_commit_callbacks: Any,
 ):
     sign_in(browser_factory(), user)
     sign_in(browser_factory(FIREFOX_LINUX, "198.51.100.5"), user)
     assert SiteSession.objects.filter(user=user).count() == 2
-    user.set_password("another-password")
-    user.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        user.set_password("another-password")
+        user.save()
     assert not SiteSession.objects.filter(user=user).exists()
 
 

@@ -7,20 +7,30 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+from asgiref.sync import async_to_sync
+from django.contrib.auth import (
+    HASH_SESSION_KEY,
+    aupdate_session_auth_hash,
+    get_user_model,
+    update_session_auth_hash,
+)
 from django.contrib.auth.tokens import default_token_generator
 from django.core.management import call_command
-from django.db import connection
-from django.test import Client
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse
+from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import include, path
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from tests.conftest import FIREFOX_LINUX, SAFARI_IPHONE
+from user_sessions import passwords
 from user_sessions.models import Session
 from user_sessions.passwords import hash_verifies
 
-pytestmark = pytest.mark.django_db
+# Sessions end when the password change commits: each test commits as a site does.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 LIST_URL = "/account/sessions/"
 
@@ -198,3 +208,109 @@ def test_sessions_signed_under_a_fallback_secret_survive_an_unrelated_change(
     user.set_password("a-new-password-42")
     user.save()
     assert not Session.objects.filter(user=user).exists()
+
+
+# -- async views, rolled-back changes (views below, wired by pytest.mark.urls) --------
+
+
+async def async_change(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()
+    user.set_password(request.POST["password"])  # type: ignore[union-attr]
+    await user.asave()  # type: ignore[union-attr]
+    if request.POST.get("update"):
+        # Django's aupdate_session_auth_hash() compares request.user, which
+        # an async view cannot evaluate: give it the user already fetched.
+        request.user = user  # type: ignore[assignment]
+        await aupdate_session_auth_hash(request, user)
+    return HttpResponse("changed")
+
+
+def change_in_transaction(request: HttpRequest) -> HttpResponse:
+    # As under ATOMIC_REQUESTS: the change and update_session_auth_hash() in
+    # one transaction; "fail" names where a later step fails.
+    try:
+        with transaction.atomic():
+            request.user.set_password(request.POST["password"])  # type: ignore[union-attr]
+            request.user.save()  # type: ignore[union-attr]
+            if request.POST.get("fail") == "before_update":
+                raise RuntimeError("a later step failed")
+            update_session_auth_hash(request, request.user)  # type: ignore[arg-type]
+            if request.POST.get("fail") == "after_update":
+                raise RuntimeError("a later step failed")
+    except RuntimeError:
+        return HttpResponse("not changed")
+    return HttpResponse("changed")
+
+
+urlpatterns = [
+    path("async/password/", async_change),
+    path("password/in-transaction/", change_in_transaction),
+    path("", include("tests.urls")),
+]
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.parametrize("update", [True, False], ids=["update_hash", "no_update"])
+def test_an_async_view_under_asgi_ends_the_other_sessions(devices, user, update: bool) -> None:
+    changer, phone, laptop = devices
+    before = row_of(changer)
+    asgi = AsyncClient(HTTP_USER_AGENT="UA", REMOTE_ADDR="203.0.113.10")
+    asgi.cookies["sessionid"] = changer.cookies["sessionid"].value
+
+    data = {"password": "a-new-password-42", "update": "1" if update else ""}
+    response = async_to_sync(asgi.post)("/async/password/", data)
+
+    assert response.status_code == 200
+    assert signed_in_user(phone) == "user="
+    assert signed_in_user(laptop) == "user="
+    rows = list(Session.objects.filter(user=user))
+    if update:
+        # Kept, re-keyed in place: the same handle under the new cookie.
+        assert [row.handle for row in rows] == [before.handle]
+        changer.cookies["sessionid"] = response.cookies["sessionid"].value
+        assert signed_in_user(changer) == f"user={user.pk}"
+    else:
+        assert rows == []
+    # The binding ended with the response.
+    assert passwords._request_session.get() is None
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.parametrize("fail", ["before_update", "after_update"])
+def test_a_password_change_that_is_rolled_back_ends_no_session(engine, devices, user, fail) -> None:
+    changer = devices[0]
+
+    response = changer.post(
+        "/password/in-transaction/", {"password": "a-new-password-42", "fail": fail}
+    )
+
+    if fail == "after_update":
+        # The re-key was rolled back with the rest, so saving the session
+        # under its new key finds no row: Django's SessionInterrupted (400),
+        # as with Django's own stores. The browser keeps its cookie.
+        assert response.status_code == 400
+    else:
+        assert response.content == b"not changed"
+    user.refresh_from_db()
+    assert user.check_password("secret-password")
+    # The password did not change: every other device stays signed in, and
+    # so does the changer, except on cached_db after the re-key: its cache
+    # already buried the old key, and a cache write is not rolled back.
+    stays = devices[1:] if (engine, fail) == ("cached_db", "after_update") else devices
+    for client in stays:
+        assert signed_in_user(client) == f"user={user.pk}"
+
+
+@pytest.mark.urls(__name__)
+def test_a_change_committed_with_its_re_key_keeps_the_changing_session(devices, user) -> None:
+    changer, phone, laptop = devices
+    before = row_of(changer)
+
+    response = changer.post("/password/in-transaction/", {"password": "a-new-password-42"})
+
+    assert response.content == b"changed"
+    # The session was re-keyed inside the transaction; the new key is spared.
+    assert_only_left(user, changer)
+    assert row_of(changer).handle == before.handle
+    assert signed_in_user(changer) == f"user={user.pk}"
+    assert signed_in_user(phone) == signed_in_user(laptop) == "user="

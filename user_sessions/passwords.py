@@ -6,7 +6,8 @@ owner changes a stolen password the device list still shows the thief as
 signed in. Here, saving a user whose password was set (``set_password()``
 then ``save()``: Django's password change, reset and admin forms, the
 ``changepassword`` command, a shell) deletes, from the table and any cache,
-every session of that user whose auth hash no longer verifies.
+every session of that user whose auth hash no longer verifies, once the
+change commits (at once outside a transaction).
 
 The request that changes the password is spared until its response: Django's
 ``update_session_auth_hash()`` gives it the new hash after the save (and then
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.db import transaction
 from django.utils.crypto import constant_time_compare
 
 if TYPE_CHECKING:
@@ -124,6 +126,7 @@ def on_user_saved(
     created: bool = False,
     raw: bool = False,
     update_fields: Iterable[str] | None = None,
+    using: str | None = None,
     **kwargs: Any,
 ) -> None:
     if created or raw or not hasattr(instance, "get_session_auth_hash"):
@@ -135,9 +138,19 @@ def on_user_saved(
     # stored hash on every save of a user.
     if getattr(instance, "_password", None) is None:
         return
-    keep = None
     binding = _request_session.get()
-    if binding is not None and str(binding.session.get(SESSION_KEY)) == str(instance.pk):
-        keep = binding.session.session_key
-        binding.changed = instance
-    end_unverifiable_sessions(instance, keep=keep)
+    if binding is None or str(binding.session.get(SESSION_KEY)) != str(instance.pk):
+        binding = None
+
+    def end() -> None:
+        keep = None
+        if binding is not None:
+            # Its key now: update_session_auth_hash() may have re-keyed it since.
+            keep = binding.session.session_key
+            binding.changed = instance
+        end_unverifiable_sessions(instance, keep=keep)
+
+    # A change that is rolled back (ATOMIC_REQUESTS, a later step of the view
+    # failing) changed no password, so it ends no session; the rows would come
+    # back, but cached copies and the changing session would not.
+    transaction.on_commit(end, using=using)
