@@ -169,6 +169,115 @@ def test_unknown_user_agents_have_no_labels(user_agent: str | None) -> None:
     assert devices.platform_label(user_agent) is None
 
 
+CHROME_MACOS = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
+EDGE_MACOS = CHROME_MACOS + " Edg/124.0.2478.51"
+CHROME_ANDROID_TABLET = CHROME_ANDROID.replace(" Mobile", "")
+
+
+def stored_hints(
+    platform: str,
+    version: str = "",
+    *,
+    model: str = "",
+    brand: str = "Google Chrome",
+    mobile: str = "?0",
+) -> str | None:
+    """What the store keeps for a request carrying these hints."""
+    from user_sessions.hints import from_headers
+
+    parsed = from_headers(
+        {
+            "HTTP_SEC_CH_UA_PLATFORM": f'"{platform}"',
+            "HTTP_SEC_CH_UA_PLATFORM_VERSION": f'"{version}"',
+            "HTTP_SEC_CH_UA_MODEL": f'"{model}"',
+            "HTTP_SEC_CH_UA_MOBILE": mobile,
+            "HTTP_SEC_CH_UA_FULL_VERSION_LIST": (
+                f'"Not-A.Brand";v="99.0.0.0", "Chromium";v="124.0.6367.91", "{brand}";v="124.0.1"'
+            ),
+        }
+    )
+    return parsed.serialise() if parsed is not None else None
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "hints", "device"),
+    [
+        # Windows' platform version: 1-10 are Windows 10 releases, 13+ Windows 11.
+        (CHROME_WINDOWS, stored_hints("Windows", "15.0.0"), "Chrome on Windows 11"),
+        (CHROME_WINDOWS, stored_hints("Windows", "13.0.0"), "Chrome on Windows 11"),
+        (CHROME_WINDOWS, stored_hints("Windows", "10.0.0"), "Chrome on Windows 10"),
+        (CHROME_WINDOWS, stored_hints("Windows", "1.0.0"), "Chrome on Windows 10"),
+        (CHROME_WINDOWS, stored_hints("Windows", "0.3.0"), "Chrome on Windows"),
+        (
+            EDGE_WINDOWS,
+            stored_hints("Windows", "19.0.0", brand="Microsoft Edge"),
+            "Edge on Windows 11",
+        ),
+        (CHROME_MACOS, stored_hints("macOS", "14.4.1"), "Chrome on macOS 14"),
+        (EDGE_MACOS, stored_hints("macOS", "15.0.0", brand="Microsoft Edge"), "Edge on macOS 15"),
+        (CHROME_MACOS, stored_hints("macOS", "10.15.7"), "Chrome on macOS 10.15"),
+        (CHROME_MACOS, stored_hints("macOS"), "Chrome on macOS"),
+        (
+            CHROME_ANDROID,
+            stored_hints("Android", "14.0.0", model="Pixel 8", mobile="?1"),
+            "Chrome on Pixel 8",
+        ),
+        (CHROME_ANDROID, stored_hints("Android", "14.0.0", mobile="?1"), "Chrome on Android 14"),
+        (
+            CHROME_ANDROID,
+            stored_hints("Android", "13", model="SM-S918B", brand="Samsung Internet", mobile="?1"),
+            "Samsung Internet on SM-S918B",
+        ),
+        (CHROME_CHROMEOS, stored_hints("Chrome OS", "14541.0.0"), "Chrome on ChromeOS"),
+        # Chromium-based browsers whose user agent says Chrome name themselves in hints.
+        (CHROME_WINDOWS, stored_hints("Windows", "15.0.0", brand="Brave"), "Brave on Windows 11"),
+        # No hints (Firefox, Safari, old rows): the user agent's label.
+        (CHROME_WINDOWS, None, "Chrome on Windows"),
+        (SAFARI_MACOS, None, "Safari on macOS"),
+        (CHROME_ANDROID, None, "Chrome on Android"),
+        (FIREFOX_LINUX, "", "Firefox on Linux"),
+        (CHROME_WINDOWS, "not a stored value", "Chrome on Windows"),
+        # Hints that contradict the user agent are ignored.
+        (SAFARI_MACOS, stored_hints("Windows", "15.0.0"), "Safari on macOS"),
+        (CHROME_MACOS, stored_hints("Windows", "15.0.0"), "Chrome on macOS"),
+        (FIREFOX_LINUX, stored_hints("Linux"), "Firefox on Linux"),
+        (CHROME_WINDOWS, stored_hints("Plan 9", "4"), "Chrome on Windows"),
+        (GOOGLEBOT_SMARTPHONE, stored_hints("Android", "14", model="Pixel 8"), "Googlebot (bot)"),
+    ],
+)
+def test_labels_from_client_hints(user_agent: str, hints: str | None, device: str) -> None:
+    assert devices.device_label(user_agent, hints) == device
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "hints", "kind"),
+    [
+        (CHROME_WINDOWS, None, "desktop"),
+        (SAFARI_MACOS, None, "desktop"),
+        (CHROME_CHROMEOS, None, "desktop"),
+        (FIREFOX_LINUX, None, "desktop"),
+        (SAFARI_IPHONE, None, "phone"),
+        (CHROME_ANDROID, None, "phone"),
+        (SAFARI_IPAD, None, "tablet"),
+        (CHROME_ANDROID_TABLET, None, "tablet"),
+        # The reduced user agent of an Android tablet and of a phone with
+        # "Mobile" left out look alike; the mobile hint decides.
+        (CHROME_ANDROID_TABLET, stored_hints("Android", "14", mobile="?1"), "phone"),
+        (CHROME_ANDROID, stored_hints("Android", "14", mobile="?0"), "tablet"),
+        (GOOGLEBOT, None, "bot"),
+        (GOOGLEBOT_SMARTPHONE, None, "bot"),
+        (CURL, None, "unknown"),
+        (None, None, "unknown"),
+        ("", stored_hints("Windows", "15"), "unknown"),
+    ],
+)
+def test_device_kinds(user_agent: str | None, hints: str | None, kind: str) -> None:
+    assert devices.device_kind(user_agent, hints) == kind
+
+
 @pytest.mark.parametrize("user_agent", [None, "", "  \n "])
 def test_empty_user_agent_is_not_parsed(user_agent: str | None, parse_calls: list[str]) -> None:
     assert devices.parse_user_agent(user_agent) is None

@@ -1,4 +1,4 @@
-"""Hostile input, fuzzed: user agents, client addresses and cookies.
+"""Hostile input, fuzzed: user agents, client hints, client addresses and cookies.
 
 Every request here goes through the whole middleware stack, either through
 Django's test ``Client`` or through a WSGI environ built by hand (what a WSGI
@@ -258,6 +258,126 @@ def test_any_user_agent_through_a_raw_wsgi_environ(
     row = Session.objects.get(pk=key)
     assert row.ip == "203.0.113.9"
     stored_user_agent_is_valid(row.user_agent)
+
+
+# -- client hints ----------------------------------------------------------------
+
+HINT_HEADERS = (
+    "HTTP_SEC_CH_UA",
+    "HTTP_SEC_CH_UA_MOBILE",
+    "HTTP_SEC_CH_UA_PLATFORM",
+    "HTTP_SEC_CH_UA_PLATFORM_VERSION",
+    "HTTP_SEC_CH_UA_MODEL",
+    "HTTP_SEC_CH_UA_FULL_VERSION_LIST",
+)
+HINTS_LIMIT = Session._meta.get_field("client_hints").max_length
+# Near misses of real values: the parser's edge cases, not only noise.
+hint_values = st.one_of(
+    user_agents,
+    st.lists(
+        st.sampled_from(
+            [
+                '"',
+                "\\",
+                ";",
+                ",",
+                "=",
+                "v",
+                "?1",
+                "?0",
+                " ",
+                "Chromium",
+                "Windows",
+                "15.0.0",
+                "Pixel",
+            ]
+        ),
+        max_size=40,
+    ).map("".join),
+    st.sampled_from(
+        [
+            '"Windows',
+            '"Google Chrome";v="124", "Chromium";v="124"' * 40,
+            '"' + "A" * 5000 + '"',
+            '"Chromium";v="124", ',
+            '"a\\"b";v="1"',
+            "?2",
+            '"Windows 11"\r\nSet-Cookie: x=1',
+            '"\u00e9"',
+        ]
+    ),
+)
+hint_headers = st.dictionaries(st.sampled_from(HINT_HEADERS), hint_values, max_size=6)
+# Hints that contradict the user agent they come with.
+contradicting_agents = st.sampled_from(
+    [
+        "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+        "curl/8.5.0",
+        "",
+    ]
+)
+
+
+def stored_hints_are_valid(value: str | None) -> None:
+    from user_sessions.hints import parse_stored
+
+    if value is None:
+        return
+    assert len(value) <= HINTS_LIMIT
+    assert value.isprintable() and value.isascii()
+    # What was stored is what the labels can read back.
+    assert parse_stored(value) is not None
+
+
+@FUZZ
+@given(headers=hint_headers, user_agent=st.one_of(st.just(None), contradicting_agents))
+def test_any_client_hints_through_the_test_client(
+    engine: str,
+    browser_factory: Any,
+    user: Any,
+    settings: Any,
+    headers: dict[str, str],
+    user_agent: str | None,
+):
+    settings.USER_SESSIONS_ACTIVITY_INTERVAL = 0
+    client = browser_factory() if user_agent is None else browser_factory(user_agent)
+    client.defaults.update(headers)
+    with raised_exceptions() as raised:
+        key = sign_in(client, user)
+        assert client.get("/read/").content == f"user={user.pk}".encode(), raised
+        assert client.get("/account/sessions/").status_code == 200, raised
+    row = Session.objects.get(pk=key)
+    stored_hints_are_valid(row.client_hints)
+    assert row.device is None or isinstance(row.device, str)
+    if user_agent is not None:
+        # Hints never relabel a browser that does not send them.
+        from user_sessions.devices import device_label
+
+        assert row.device == device_label(user_agent)
+
+
+@FUZZ
+@given(headers=st.dictionaries(st.sampled_from(HINT_HEADERS), latin1_text, min_size=1))
+def test_any_client_hints_through_a_raw_wsgi_environ(
+    engine: str,
+    wsgi: Callable[..., RawResponse],
+    user: Any,
+    settings: Any,
+    headers: dict[str, str],
+):
+    settings.USER_SESSIONS_ACTIVITY_INTERVAL = 0
+    key = sign_in(Client(), user)
+    with raised_exceptions() as raised:
+        response = wsgi(
+            "/write/",
+            REMOTE_ADDR="203.0.113.9",
+            HTTP_COOKIE=f"{django_settings.SESSION_COOKIE_NAME}={key}",
+            **headers,
+        )
+    assert response.status_code == 200, raised
+    stored_hints_are_valid(Session.objects.get(pk=key).client_hints)
 
 
 # -- client addresses ------------------------------------------------------------

@@ -309,7 +309,7 @@ def test_user_agent_markup_is_escaped(
     make_session(user, user_agent=payload)
     raw = render(page_request(user, current))
     # A parser that echoed its input would put the payload into the label.
-    monkeypatch.setattr(devices, "device_label", lambda user_agent: user_agent)
+    monkeypatch.setattr(devices, "device_label", lambda user_agent, *hints: user_agent)
     echoed = render(page_request(user, current))
 
     for html in (raw, echoed):

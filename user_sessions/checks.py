@@ -110,6 +110,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "PASSWORD_ATTEMPTS",
         "PASSWORD_LOCKOUT",
         "CLIENT_IP_RESOLVER",
+        "CLIENT_HINTS",
     ):
         try:
             getattr(app_settings, name)

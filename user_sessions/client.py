@@ -135,6 +135,19 @@ def get_user_agent(request: HttpRequest) -> str:
     return cleaned[:USER_AGENT_MAX_LENGTH]
 
 
+def get_client_hints(request: HttpRequest) -> str | None:
+    """This request's client hints as stored beside the user agent, or ``None``.
+
+    Nothing is recorded when ``USER_SESSIONS_CLIENT_HINTS`` is off, even
+    the low-entropy hints browsers send unasked.
+    """
+    from user_sessions import hints
+
+    if not app_settings.CLIENT_HINTS:
+        return None
+    return hints.from_request(request)
+
+
 def anonymize_ip(ip: str | None, mode: str | None = None) -> str | None:
     """Apply ``USER_SESSIONS_IP_PRIVACY`` to an address about to be stored."""
     mode = mode or app_settings.IP_PRIVACY

@@ -141,6 +141,14 @@ class Settings:
         return self._whole_number("PASSWORD_LOCKOUT", 300, minimum=1, unit=" of seconds")
 
     @property
+    def CLIENT_HINTS(self) -> bool:
+        """Ask Chromium browsers for client hints, so devices get names such as "Windows 11"."""
+        value = self._get("CLIENT_HINTS", True)
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured("USER_SESSIONS_CLIENT_HINTS must be True or False.")
+        return value
+
+    @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
         """The django-crispy-forms template pack of the password form."""
         return str(self._get("CRISPY_TEMPLATE_PACK", "user_sessions"))

@@ -34,6 +34,7 @@ from user_agents.parsers import (
 )
 
 from user_sessions.client import USER_AGENT_MAX_LENGTH
+from user_sessions.hints import ClientHints, parse_stored
 
 __all__ = [
     "MAX_USER_AGENT_LENGTH",
@@ -41,6 +42,7 @@ __all__ = [
     "browser_label",
     "city_label",
     "country_label",
+    "device_kind",
     "device_label",
     "location_label",
     "lookup_ip",
@@ -155,11 +157,14 @@ def platform_label(user_agent: str | None) -> str | None:
     return _platform_name(agent) if agent is not None else None
 
 
-def device_label(user_agent: str | None) -> str | None:
-    """A short description such as "Chrome on Windows" or "Googlebot (bot)".
+def device_label(user_agent: str | None, client_hints: str | None = None) -> str | None:
+    """A short description such as "Chrome on Windows 11" or "Googlebot (bot)".
 
-    Never carries a version: browsers with a reduced user agent freeze their
-    OS version (macOS 10.15.7, Android 10), so showing one would mislead.
+    The user agent alone never gives a version: browsers with a reduced user
+    agent freeze their OS version (macOS 10.15.7, Android 10), so showing one
+    would mislead. Client hints (``Session.client_hints``) that agree with the
+    user agent give the real one ("Windows 11", "macOS 15") and a phone's
+    model ("Pixel 8").
     """
     agent = parse_user_agent(user_agent)
     if agent is None:
@@ -170,12 +175,103 @@ def device_label(user_agent: str | None) -> str | None:
             return pgettext("device", "Bot")
         return pgettext("device", "%(name)s (bot)") % {"name": browser}
     platform = _platform_name(agent)
+    hints = _agreeing_hints(agent, client_hints)
+    if hints is not None:
+        browser = hints.browser or browser
+        platform = _hinted_platform(hints) or platform
     if browser and platform:
         return pgettext("device", "%(browser)s on %(platform)s") % {
             "browser": browser,
             "platform": platform,
         }
     return browser or platform
+
+
+def device_kind(user_agent: str | None, client_hints: str | None = None) -> str:
+    """Which icon the device gets: ``desktop``, ``phone``, ``tablet``, ``bot`` or ``unknown``."""
+    agent = parse_user_agent(user_agent)
+    if agent is None:
+        return "unknown"
+    if agent.is_bot:
+        return "bot"
+    hints = _agreeing_hints(agent, client_hints)
+    if hints is not None and hints.mobile is not None:
+        # Chrome on an Android tablet sends the same reduced user agent as
+        # on a phone, minus "Mobile"; the hint says which it is.
+        if hints.mobile:
+            return "phone"
+        if hints.platform == "Android":
+            return "tablet"
+    if agent.is_tablet:
+        return "tablet"
+    if agent.is_mobile:
+        return "phone"
+    if agent.is_pc:
+        return "desktop"
+    return "unknown"
+
+
+# What ua-parser calls the platforms client hints name.
+_HINT_PLATFORMS = {
+    "Windows": frozenset({"Windows"}),
+    "macOS": frozenset({"Mac OS X"}),
+    "Android": frozenset({"Android"}),
+    "Chrome OS": frozenset({"Chrome OS"}),
+    "Linux": frozenset({"Linux", "Ubuntu", "Fedora", "Debian", "Arch Linux"}),
+}
+# Browsers that send client hints. Their user agents say "Chrome" (or their
+# own name), so a hint naming another brand of the family is believed.
+_CHROMIUM_BROWSERS = frozenset({"Chrome", "Chromium", "Chrome WebView"})
+
+
+def _agreeing_hints(agent: UserAgent, client_hints: str | None) -> ClientHints | None:
+    """The stored hints, if they describe the browser the user agent names.
+
+    A client sets both headers itself, so neither is proof; but hints that
+    contradict the user agent (a Firefox sending Chrome's hints, Windows
+    hints beside a Mac user agent) are noise, and the user agent label stays.
+    """
+    hints = parse_stored(client_hints)
+    if hints is None or hints.platform not in _HINT_PLATFORMS:
+        return None
+    if agent.os.family not in _HINT_PLATFORMS[hints.platform]:
+        return None
+    browser = _browser_name(agent)
+    if hints.browser is not None and hints.browser != browser and browser not in _CHROMIUM_BROWSERS:
+        return None
+    return hints
+
+
+def _hinted_platform(hints: ClientHints) -> str | None:
+    major = _major_version(hints.platform_version)
+    if hints.platform == "Windows":
+        # Windows reports its platform version, not its marketing one: 1-10
+        # are Windows 10 releases, 13 and up Windows 11 (0 is 7, 8 or 8.1).
+        if major is None or major == 0:
+            return "Windows"
+        return "Windows 11" if major >= 13 else "Windows 10"
+    if hints.platform == "macOS":
+        if major is None:
+            return "macOS"
+        if major == 10:
+            minor = (hints.platform_version or "").split(".")[1:2]
+            return f"macOS 10.{minor[0]}" if minor and minor[0].isdigit() else "macOS"
+        return f"macOS {major}"
+    if hints.platform == "Android":
+        if hints.model:
+            return hints.model
+        return f"Android {major}" if major else "Android"
+    if hints.platform == "Chrome OS":
+        # Its platform version is a build number nobody recognises.
+        return "ChromeOS"
+    return hints.platform
+
+
+def _major_version(version: str | None) -> int | None:
+    head = (version or "").split(".", 1)[0]
+    if not head.isdigit() or len(head) > 4:
+        return None
+    return int(head)
 
 
 def _browser_name(agent: UserAgent) -> str | None:

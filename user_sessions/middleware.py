@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import DatabaseError
 
-from user_sessions import passwords
+from user_sessions import hints, passwords
 from user_sessions.backends.db import SessionStore as UserSessionStore
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
             session.clear()
             session._session_key = None
             session.modified = False
+        if self.tracks_clients:
+            hints.ask_for_hints(response)
         return super().process_response(request, response)
 
     @staticmethod

@@ -179,6 +179,10 @@ class AbstractSession(AbstractBaseSession):
     )
     user_agent = models.CharField(_("user agent"), max_length=400, null=True, blank=True)
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    # What Chromium browsers tell in User-Agent Client Hints (the real
+    # Windows or macOS version, the phone's model), as user_sessions.hints
+    # stores it; recorded with the user agent and under the same rules.
+    client_hints = models.CharField(_("client hints"), max_length=255, null=True, blank=True)
     # Translators: admin column and field: the date and time the session began.
     created_at = models.DateTimeField(_("signed in"), default=timezone.now, db_default=UtcNow())
     last_activity = models.DateTimeField(
@@ -241,7 +245,14 @@ class AbstractSession(AbstractBaseSession):
     def device(self) -> str | None:
         from user_sessions.devices import device_label
 
-        return device_label(self.user_agent)
+        return device_label(self.user_agent, self.client_hints)
+
+    @property
+    def device_kind(self) -> str:
+        """``"desktop"``, ``"phone"``, ``"tablet"``, ``"bot"`` or ``"unknown"``: which icon."""
+        from user_sessions.devices import device_kind
+
+        return device_kind(self.user_agent, self.client_hints)
 
     @property
     def location(self) -> str | None:

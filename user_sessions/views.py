@@ -312,7 +312,7 @@ class SessionDeleteView(ConfirmedSignOutView):
 
     def sign_out(self) -> str:
         session = self.target()
-        device = device_label(session.user_agent) or gettext("Unknown device")
+        device = device_label(session.user_agent, session.client_hints) or gettext("Unknown device")
         session.revoke()
         return gettext("%(device)s was signed out.") % {"device": device}
 

@@ -33,6 +33,7 @@ from user_sessions.backends.statements import statements
 from user_sessions.client import (
     USER_AGENT_MAX_LENGTH,
     anonymize_ip,
+    get_client_hints,
     get_client_ip,
     get_user_agent,
 )
@@ -60,7 +61,7 @@ MAX_CREATE_ATTEMPTS = 10
 _UNRESOLVED = object()
 
 # What the store records about the client, each where the model has the column.
-ACTIVITY_COLUMNS = ("ip", "user_agent", "last_activity")
+ACTIVITY_COLUMNS = ("ip", "user_agent", "client_hints", "last_activity")
 # Set when the row is made and never by a save: a session keeps its public
 # handle and sign-in time however often it is written.
 INSERT_ONLY_COLUMNS = frozenset({"handle", "created_at"})
@@ -104,6 +105,8 @@ class RowState(NamedTuple):
     last_activity: datetime.datetime | None
     ip: str | None
     user_agent: str | None
+    # Last, with a default: the cached store keeps the first three only.
+    client_hints: str | None = None
 
     @classmethod
     def of(cls, obj: models.Model) -> RowState:
@@ -111,6 +114,7 @@ class RowState(NamedTuple):
             getattr(obj, "last_activity", None),
             getattr(obj, "ip", None),
             getattr(obj, "user_agent", None),
+            getattr(obj, "client_hints", None),
         )
 
 
@@ -124,6 +128,7 @@ class SessionStore(SessionBase):
         super().__init__(session_key)
         self._user_agent: str | object | None = user_agent
         self._ip: str | object | None = ip
+        self._client_hints: str | object | None = None
         self._request: HttpRequest | None = None
         # Stores made outside a request (shell, Client.login(), scripts) know
         # nothing about the client, so their saves leave IP/UA/activity alone.
@@ -144,7 +149,7 @@ class SessionStore(SessionBase):
         validation) is left until then.
         """
         self._request = request
-        self._ip = self._user_agent = _UNRESOLVED
+        self._ip = self._user_agent = self._client_hints = _UNRESOLVED
         self.has_client = True
 
     @property
@@ -167,6 +172,13 @@ class SessionStore(SessionBase):
     @user_agent.setter
     def user_agent(self, value: str | None) -> None:
         self._user_agent = value
+
+    @property
+    def client_hints(self) -> str | None:
+        if self._client_hints is _UNRESOLVED:
+            request = self._request
+            self._client_hints = get_client_hints(request) if request is not None else None
+        return self._client_hints  # type: ignore[return-value]
 
     @classmethod
     def get_model_class(cls) -> type[Session]:
@@ -335,7 +347,10 @@ class SessionStore(SessionBase):
         self.modified = True
         if "last_activity" in values:
             self._row = RowState(
-                values["last_activity"], values.get("ip"), values.get("user_agent")
+                values["last_activity"],
+                values.get("ip"),
+                values.get("user_agent"),
+                values.get("client_hints"),
             )
             self._touched = True
         self._rekeyed(old_key, data, values["expire_date"])
@@ -349,8 +364,15 @@ class SessionStore(SessionBase):
 
     def _client_values(self, now: datetime.datetime) -> dict[str, Any]:
         """This request's client and time, for the activity columns the model has."""
-        values = {"ip": anonymize_ip(self.ip), "user_agent": self.user_agent, "last_activity": now}
-        return {name: values[name] for name in self._activity_columns}
+        columns = self._activity_columns
+        values = {
+            "ip": anonymize_ip(self.ip),
+            "user_agent": self.user_agent,
+            # Parsed only for a model that stores them.
+            "client_hints": self.client_hints if "client_hints" in columns else None,
+            "last_activity": now,
+        }
+        return {name: values[name] for name in columns}
 
     def create_model_instance(self, data: dict[str, Any]) -> Session:
         obj = self.model(
@@ -463,7 +485,9 @@ class SessionStore(SessionBase):
             return self.exists(self.session_key)
         updated = statements.update(model, router.db_for_write(model), self.session_key, values)
         if updated:
-            self._row = RowState(now, values.get("ip"), values.get("user_agent"))
+            self._row = RowState(
+                now, values.get("ip"), values.get("user_agent"), values.get("client_hints")
+            )
         return bool(updated)
 
     # -- async: the same code paths, run where the ORM may block -----------
