@@ -234,6 +234,8 @@ def stored_hints(
         (CHROME_CHROMEOS, stored_hints("Chrome OS", "14541.0.0"), "Chrome on ChromeOS"),
         # Chromium-based browsers whose user agent says Chrome name themselves in hints.
         (CHROME_WINDOWS, stored_hints("Windows", "15.0.0", brand="Brave"), "Brave on Windows 11"),
+        # Every Chromium build names "Chromium": the user agent's name stays.
+        (CHROME_MACOS, stored_hints("macOS", "14.1", brand="Chromium"), "Chrome on macOS 14"),
         # No hints (Firefox, Safari, old rows): the user agent's label.
         (CHROME_WINDOWS, None, "Chrome on Windows"),
         (SAFARI_MACOS, None, "Safari on macOS"),
@@ -846,3 +848,83 @@ def test_traditional_chinese_never_gets_simplified_names() -> None:
     assert location.country_name("zh-hans") == "中国"
     assert location.country_name("zh-hant") == "China"
     assert location.city_name("zh-tw") == "Beijing"
+
+
+# Device icons -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["desktop", "phone", "tablet", "bot", "unknown"])
+def test_each_kind_has_a_decorative_icon_in_the_text_colour(kind: str) -> None:
+    from django.template.loader import render_to_string
+
+    html = render_to_string("user_sessions/partials/device_icon.html", {"kind": kind})
+    assert html.startswith("<svg ") and html.endswith("</svg>\n")
+    assert f'class="us-icon us-icon--{kind}"' in html
+    assert 'aria-hidden="true"' in html and 'focusable="false"' in html
+    assert 'stroke="currentColor"' in html
+    # Nothing an assistive technology could read, no colour of its own.
+    for forbidden in ("<title", "<text", "<desc", "#", "style="):
+        assert forbidden not in html.replace('"currentColor"', ""), forbidden
+    # Shapes are what tell the kinds apart.
+    assert html.count("<rect") + html.count("<circle") == 1
+
+
+def test_icons_differ_by_kind() -> None:
+    from django.template.loader import render_to_string
+
+    shapes = {
+        render_to_string("user_sessions/partials/device_icon.html", {"kind": kind}).split(">", 1)[1]
+        for kind in ("desktop", "phone", "tablet", "bot", "unknown")
+    }
+    assert len(shapes) == 5
+
+
+@pytest.mark.django_db
+def test_widget_rows_show_the_icon_beside_the_label(
+    user: Any, browser_factory: Callable[..., Any]
+) -> None:
+    from tests.test_views import parse, rows, sign_in
+
+    for agent in (SAFARI_IPHONE, SAFARI_IPAD, GOOGLEBOT, CURL):
+        sign_in(browser_factory(agent), user)
+    client = sign_in(browser_factory(CHROME_WINDOWS), user)
+    page = parse(client.get("/account/sessions/").content)
+    kinds = {}
+    for row in rows(page):
+        icons = row.find_all("svg")
+        assert len(icons) == 1
+        icon = icons[0]
+        assert icon.attrs["aria-hidden"] == "true"
+        label = row.find("span", class_="us-row__device")
+        kinds[label.text] = icon.attrs["class"].split()[-1]
+    assert kinds == {
+        "Chrome on Windows": "us-icon--desktop",
+        "Safari on iPhone": "us-icon--phone",
+        "Safari on iPad": "us-icon--tablet",
+        "Googlebot (bot)": "us-icon--bot",
+        "curl": "us-icon--unknown",
+    }
+
+
+@pytest.mark.parametrize("kind", ["desktop", "phone", "tablet", "bot", "unknown"])
+def test_the_icon_costs_a_row_little(kind: str) -> None:
+    from django.template.loader import render_to_string
+
+    # Rendered once per row: the widget's HTML budget (benchmarks/) counts it.
+    assert len(render_to_string("user_sessions/partials/device_icon.html", {"kind": kind})) < 400
+
+
+@pytest.mark.django_db
+def test_a_site_can_draw_its_own_icons(
+    user: Any, browser_factory: Callable[..., Any], settings: Settings, tmp_path: Path
+) -> None:
+    from tests.test_views import parse, sign_in
+
+    override = tmp_path / "user_sessions" / "partials"
+    override.mkdir(parents=True)
+    (override / "device_icon.html").write_text('<img alt="" src="/{{ kind }}.png">')
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+    client = sign_in(browser_factory(CHROME_WINDOWS), user)
+    page = parse(client.get("/account/sessions/").content)
+    assert page.find("img", alt="").attrs["src"] == "/desktop.png"
+    assert not page.find_all("svg")

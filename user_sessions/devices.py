@@ -177,7 +177,10 @@ def device_label(user_agent: str | None, client_hints: str | None = None) -> str
     platform = _platform_name(agent)
     hints = _agreeing_hints(agent, client_hints)
     if hints is not None:
-        browser = hints.browser or browser
+        # "Chromium" alone is what every Chromium build says (Debian's, an
+        # automated browser's); the user agent's "Chrome" is what people know.
+        if hints.browser and hints.browser != "Chromium":
+            browser = hints.browser
         platform = _hinted_platform(hints) or platform
     if browser and platform:
         return pgettext("device", "%(browser)s on %(platform)s") % {
