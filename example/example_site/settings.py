@@ -134,6 +134,13 @@ if os.environ.get("EXAMPLE_REQUIRE_PASSWORD"):
     # passwords exactly; a deployment with several workers should heed W009.
     SILENCED_SYSTEM_CHECKS = ["user_sessions.W009"]
 
+# user_sessions: where sessions were signed in from. The example's database
+# (written by create_demo_sessions) knows only the made-up places of its demo
+# devices; a real site points this at MaxMind's GeoLite2 City database.
+GEOIP_PATH = os.environ.get("EXAMPLE_GEOIP_PATH") or BASE_DIR / "demo-geoip" / "Demo-City.mmdb"
+if not Path(GEOIP_PATH).exists():
+    del GEOIP_PATH
+
 if os.environ.get("EXAMPLE_QUIET_SERVER") == "1":
     # The browser tests keep runserver's warnings and errors, not a line per request.
     LOGGING = copy.deepcopy(DEFAULT_LOGGING)
