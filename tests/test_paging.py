@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import datetime
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from user_sessions.models import Session
@@ -57,8 +63,10 @@ def test_anything_that_is_not_a_cursor_is_none(value: str | None) -> None:
 
 def test_the_first_and_last_instants_are_cursors() -> None:
     assert Cursor.decode("0.0.h") is not None
-    last = Cursor.decode("253402300799999999.0.h")
+    last = Cursor.decode("253402214399999999.0.h")
     assert last is not None and last.last_activity.year == 9999
+    # A day later could not be written in a database that keeps local times.
+    assert Cursor.decode("253402214400000000.0.h") is None
 
 
 @pytest.mark.django_db
@@ -84,3 +92,41 @@ def test_the_order_is_total() -> None:
     # A cursor is exact only if no two rows compare equal.
     assert ORDER[-1] == "-handle"
     assert Session._meta.get_field("handle").unique
+
+
+@contextlib.contextmanager
+def database_time_zone(name: str) -> Iterator[None]:
+    """The default connection storing datetimes in ``name`` (DATABASES TIME_ZONE)."""
+    wrapper = connections[DEFAULT_DB_ALIAS]  # not the proxy: its cached properties
+    original = wrapper.settings_dict["TIME_ZONE"]
+    wrapper.settings_dict["TIME_ZONE"] = name
+    for cached in ("timezone", "timezone_name"):
+        wrapper.__dict__.pop(cached, None)
+    try:
+        yield
+    finally:
+        wrapper.settings_dict["TIME_ZONE"] = original
+        for cached in ("timezone", "timezone_name"):
+            wrapper.__dict__.pop(cached, None)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+# The zones furthest east (UTC+14) and west (UTC-11) of UTC.
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_cursors_at_either_end_of_time_are_no_server_error(
+    auth_client: Client, htmx: bool, zone: str
+) -> None:
+    # A database that keeps local times (TIME_ZONE in DATABASES) is handed the
+    # cursor's instant in that zone; the last instant Python can hold, moved
+    # east of UTC, is past the year 9999.
+    if connection.features.supports_timezones:
+        pytest.skip("the database keeps time zones itself: DATABASES TIME_ZONE is refused")
+    headers: dict[str, Any] = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    with database_time_zone(zone):
+        for last in ("253402300799999999", "253402214399999999"):  # Python's last, ours
+            for after in (f"{last}.{last}.h", f"{last}.0.h", f"0.{last}.h", "0.0.h"):
+                response = auth_client.get(
+                    reverse("user_sessions:session_list"), {"after": after}, **headers
+                )
+                assert response.status_code == 200, after

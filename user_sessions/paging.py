@@ -25,8 +25,11 @@ __all__ = ["ORDER", "Cursor"]
 ORDER = ("-last_activity", "-created_at", "-handle")
 
 _EPOCH = datetime.datetime(1970, 1, 1)
-# 9999-12-31 23:59:59.999999: a larger number is no datetime.
-_MAX_MICROSECONDS = (datetime.datetime.max - _EPOCH) // datetime.timedelta(microseconds=1)
+# 9999-12-30 23:59:59.999999. A database that keeps local times (TIME_ZONE in
+# DATABASES) is handed the instant in its zone, up to 14 hours east of UTC:
+# a later one is past the year 9999 there, which Python cannot hold.
+_LAST = datetime.datetime.max - datetime.timedelta(days=1)
+_MAX_MICROSECONDS = (_LAST - _EPOCH) // datetime.timedelta(microseconds=1)
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
