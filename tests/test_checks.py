@@ -124,6 +124,22 @@ def test_sessions_routed_with_their_owners_is_fine(settings):
     assert check_databases() == []
 
 
+def test_the_layout_check_looks_at_the_model_the_engine_stores(settings):
+    # A site's own model (on AbstractSession) is what sign-ins write: routed
+    # away from its owners it fails; the package's unused table does not matter.
+    settings.SESSION_ENGINE = "tests.testapp.site_engine"
+    settings.DATABASE_ROUTERS = ["tests.testapp.routers.SiteSessionsElsewhere"]
+    messages = check_databases()
+    assert ids(messages) == ["user_sessions.E008"]
+    assert "'sessions'" in messages[0].msg
+    settings.DATABASE_ROUTERS = ["tests.testapp.routers.SessionsElsewhere"]
+    assert check_databases() == []
+    # Django's columns alone: no owner to keep together with (W011 says the rest).
+    settings.SESSION_ENGINE = "tests.testapp.plain_engine"
+    settings.DATABASE_ROUTERS = ["tests.testapp.routers.SiteSessionsElsewhere"]
+    assert check_databases() == []
+
+
 # Counting wrong passwords (W009) ----------------------------------------------------
 
 

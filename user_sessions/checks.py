@@ -111,6 +111,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "PASSWORD_LOCKOUT",
         "CLIENT_IP_RESOLVER",
         "CLIENT_HINTS",
+        "JOIN_USER",
     ):
         try:
             getattr(app_settings, name)
@@ -181,7 +182,16 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     from user_sessions.models import Session
 
     user_model = get_user_model()
-    sessions_db = router.db_for_write(Session)
+    store = _engine_store()
+    # What sign-ins write: a site's own model when the engine is ours.
+    model = store.get_model_class() if store is not None and _uses_our_engine() else Session
+    owned = any(
+        field.many_to_one and field.related_model is user_model
+        for field in model._meta.concrete_fields
+    )
+    if not owned:
+        return []
+    sessions_db = router.db_for_write(model)
     users_db = router.db_for_write(user_model)
     if sessions_db == users_db:
         return []

@@ -21,3 +21,12 @@ class SessionsWithUsers:
         return "accounts" if model._meta.app_label in ("user_sessions", "auth") else None
 
     db_for_read = db_for_write = _route
+
+
+class SiteSessionsElsewhere:
+    """Sends the site's own session model (tests.testapp) to a database of its own."""
+
+    def _route(self, model: type[Any], **hints: Any) -> str | None:
+        return "sessions" if model._meta.app_label == "testapp" else None
+
+    db_for_read = db_for_write = _route
