@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.core import checks
+from django.core.cache.backends.redis import RedisCache
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -164,3 +165,16 @@ def test_password_attempts_warn_on_caches_that_cannot_count_exactly(settings, ba
     settings.USER_SESSIONS_PASSWORD_ATTEMPTS = 5
     settings.USER_SESSIONS_REQUIRE_PASSWORD = None
     assert check_password_attempts() == []
+
+
+class SiteRedisCache(RedisCache):
+    """A site's own cache class on Django's Redis cache: it counts as Redis does."""
+
+
+def test_password_attempts_do_not_warn_on_a_subclass_of_an_exact_cache(settings):
+    settings.CACHES = {"default": {"BACKEND": f"{__name__}.SiteRedisCache"}}
+    settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
+    assert check_password_attempts() == []
+    # A BACKEND that does not import is no exact counter: W009 still says so.
+    settings.CACHES = {"default": {"BACKEND": "tests.nowhere.RedisCache"}}
+    assert ids(check_password_attempts()) == ["user_sessions.W009"]
