@@ -9,6 +9,7 @@ import weakref
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -206,6 +207,14 @@ def test_replayed_statements_work_with_postgresql_server_side_binding(user: Any)
             )
             row = cursor.fetchone()
             assert row is not None and row[0] == made.pk
+            joined = compiled.compile_read(Session, server_bound, with_owner=True)
+            assert joined is not None
+            cursor.execute(
+                joined.sql,
+                joined.params({"session_key": made.pk, "expire_date": now}, server_bound),
+            )
+            row = cursor.fetchone()
+            assert row is not None and row[len(joined.field_names)] == user.pk
             values = {"session_data": "bound", "expire_date": made.expire_date, "user_id": None}
             cursor.execute(update.sql, update.params({**values, "pk": made.pk}, server_bound))
             assert cursor.rowcount == 1
@@ -227,6 +236,10 @@ def test_kept_statements_keep_no_connection_alive(user: Any):
         try:
             read = compiled.statements.read(Session, "default", made.pk, timezone.now())
             assert read is not None and timezone.is_aware(read.last_activity)
+            joined, owner = compiled.statements.read_with_owner(
+                Session, "default", made.pk, timezone.now()
+            )
+            assert joined is not None and owner is not None and owner.pk == user.pk
             values = {"session_data": "elsewhere", "expire_date": made.expire_date, "user_id": None}
             assert compiled.statements.update(Session, "default", made.pk, values) == 1
         finally:
@@ -236,9 +249,82 @@ def test_kept_statements_keep_no_connection_alive(user: Any):
     thread.start()
     thread.join()
     kept = dict(compiled.statements._kept)
-    assert len(kept) == 2, "the thread's read and update were not kept"
+    assert len(kept) == 3, "the thread's reads and update were not kept"
     gc.collect()
     assert seen[0]() is None, "a kept statement holds the thread's connection wrapper"
     # What the thread compiled serves this thread's connection as it is.
     assert compiled.statements.read(Session, "default", made.pk, timezone.now()) is not None
     assert compiled.statements._kept == kept
+
+
+USER_FIELDS = [field.attname for field in get_user_model()._meta.concrete_fields]
+
+
+def test_the_read_with_owner_is_compiled_on_this_backend():
+    statement = compiled.compile_read(Session, connection, with_owner=True)
+    assert statement is not None
+    assert statement.field_names == tuple(FIELDS)
+    assert statement.owner_field_names == tuple(USER_FIELDS)
+    assert "JOIN" in statement.sql.upper()
+
+
+def test_read_with_owner_matches_the_orm(
+    user: Any, user_factory: Any, django_assert_num_queries: Any
+):
+    made = make_row(user, last_activity=timezone.now() - datetime.timedelta(hours=5))
+    now = timezone.now()
+    with django_assert_num_queries(1):
+        got, owner = compiled.statements.read_with_owner(Session, "default", made.pk, now)
+    expected = Session.objects.select_related("user").get(pk=made.pk)
+    assert as_values(got) == as_values(expected)
+    assert owner is not None and not owner._state.adding and owner._state.db == "default"
+    fresh = get_user_model().objects.get(pk=user.pk)
+    assert [getattr(owner, name) for name in USER_FIELDS] == [
+        getattr(fresh, name) for name in USER_FIELDS
+    ]
+    assert timezone.is_aware(owner.date_joined)
+
+
+def test_read_with_owner_of_anonymous_expired_and_unknown_sessions(user: Any):
+    anonymous = SessionStore()
+    anonymous["counter"] = 1
+    anonymous.save()
+    now = timezone.now()
+    got, owner = compiled.statements.read_with_owner(Session, "default", anonymous.session_key, now)
+    assert got is not None and got.pk == anonymous.session_key and owner is None
+    expired = make_row(user, expire_date=now - datetime.timedelta(seconds=1))
+    assert compiled.statements.read_with_owner(Session, "default", expired.pk, now) == (
+        None,
+        None,
+    )
+    assert compiled.statements.read_with_owner(Session, "default", "x" * 32, now) == (None, None)
+
+
+def test_owner_that_does_not_compile_gives_the_plain_read(
+    user: Any, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+):
+    made = make_row(user)
+    real = compiled._field_names
+
+    def only_sessions(columns: Any, model: Any) -> Any:
+        # As for a user model whose row spans tables (multi-table inheritance).
+        return real(columns, model) if model is Session else None
+
+    monkeypatch.setattr(compiled, "_field_names", only_sessions)
+    assert compiled.compile_read(Session, connection, with_owner=True) is None
+    with django_assert_num_queries(1):
+        got, owner = compiled.statements.read_with_owner(
+            Session, "default", made.pk, timezone.now()
+        )
+    assert got is not None and got.pk == made.pk and owner is None
+
+
+def test_store_keeps_the_owner_row_unless_turned_off(user: Any, settings: Any):
+    made = make_row(user)
+    store = SessionStore(made.pk)
+    assert store.load()["_auth_user_id"] == str(user.pk)
+    assert store.owner_row is not None and store.owner_row.pk == user.pk
+    settings.USER_SESSIONS_JOIN_USER = False
+    plain = SessionStore(made.pk)
+    plain.load()
+    assert plain.owner_row is None

@@ -149,6 +149,14 @@ class Settings:
         return value
 
     @property
+    def JOIN_USER(self) -> bool:
+        """Read the session's owner with the session (one query instead of two)."""
+        value = self._get("JOIN_USER", True)
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured("USER_SESSIONS_JOIN_USER must be True or False.")
+        return value
+
+    @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
         """The django-crispy-forms template pack of the password form."""
         return str(self._get("CRISPY_TEMPLATE_PACK", "user_sessions"))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import DatabaseError
 
-from user_sessions import hints, passwords
+from user_sessions import auth, hints, passwords
 from user_sessions.backends.db import SessionStore as UserSessionStore
+from user_sessions.conf import app_settings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -53,6 +54,18 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # A password changed by this request ends the user's other sessions
         # at once, and this one at the response unless it got the new hash.
         passwords.bind(request.session)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> None:
+        # After AuthenticationMiddleware set request.user: the user can come
+        # from the session's own read (user_sessions.auth says when).
+        if self.tracks_clients and app_settings.JOIN_USER:
+            auth.install(request)
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         passwords.release()

@@ -134,6 +134,8 @@ class SessionStore(SessionBase):
         # nothing about the client, so their saves leave IP/UA/activity alone.
         self.has_client = user_agent is not None or ip is not None
         self._row: RowState | None = None
+        # The owner's row as the session's read found it (see user_sessions.auth).
+        self.owner_row: models.Model | None = None
         # When the row was read: whether activity is due is judged at that
         # moment, which spares a clock reading (and the middleware asks twice
         # on some paths).
@@ -232,13 +234,17 @@ class SessionStore(SessionBase):
 
     def _get_session_from_db(self) -> Session | None:
         now = self._loaded_at = timezone.now()
+        self.owner_row = None
+        using = router.db_for_read(self.model)
+        key: str = self.session_key  # type: ignore[assignment]
         try:
-            obj: Session | None = statements.read(
-                self.model,
-                router.db_for_read(self.model),
-                self.session_key,  # type: ignore[arg-type]
-                now,
-            )
+            obj: Session | None
+            if self._has_owner and app_settings.JOIN_USER:
+                # The owner comes along for user_sessions.auth, which decides
+                # whether the request may use it.
+                obj, self.owner_row = statements.read_with_owner(self.model, using, key, now)
+            else:
+                obj = statements.read(self.model, using, key, now)
         except SuspiciousOperation as exc:
             logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(
                 "Session data failed a security check"

@@ -21,6 +21,11 @@ connection at hand on each read, as the ORM does for every query (on
 PostgreSQL no column of the session has one). A statement that does not
 compile to the expected shape (a custom model with computed columns, an
 unusual backend) is never used: the ORM query runs instead.
+
+The read can carry the session's owner along (``select_related("user")``, a
+LEFT JOIN): ``user_sessions.auth`` then gives the request its user without a
+second query. A user model whose row does not compile to one plain table (a
+multi-table child, computed columns) gets the read without the owner.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ class Statement:
     # column of each value the ORM converts on the way out.
     field_names: tuple[str, ...] = ()
     converted: tuple[tuple[int, Col], ...] = ()
+    # For a read joined with the owner: the owner's fields, after the session's.
+    owner_field_names: tuple[str, ...] = ()
 
     def params(self, values: dict[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
         return [slot.prepare(values[slot.name], connection) for slot in self.slots]
@@ -105,31 +112,58 @@ def _slot(model: type[Model], name: str, *, saving: bool = False) -> Slot:
     return Slot(name, field, saving=saving)  # type: ignore[arg-type]
 
 
-def compile_read(model: type[Model], connection: BaseDatabaseWrapper) -> Statement | None:
-    """``filter(session_key=..., expire_date__gt=...)`` with every model column."""
-    query = model._default_manager.filter(
+def _field_names(columns: Iterable[Any], model: type[Model]) -> tuple[str, ...] | None:
+    """The columns' field names if they are exactly ``model``'s own, in field order."""
+    names: list[str] = []
+    for column in columns:
+        if not isinstance(column, Col) or column.target.model is not model:
+            return None
+        names.append(column.target.attname)
+    # Model.from_db() takes a full row positionally, in field order.
+    if names != [field.attname for field in model._meta.concrete_fields]:
+        return None
+    return tuple(names)
+
+
+def compile_read(
+    model: type[Model], connection: BaseDatabaseWrapper, *, with_owner: bool = False
+) -> Statement | None:
+    """``filter(session_key=..., expire_date__gt=...)`` with every model column.
+
+    ``with_owner``: and every column of the owner (``select_related("user")``).
+    """
+    queryset = model._default_manager.filter(
         session_key=_slot(model, "session_key"), expire_date__gt=_slot(model, "expire_date")
-    ).query
-    compiler = query.get_compiler(connection=connection)
+    )
+    if with_owner:
+        queryset = queryset.select_related("user")
+    compiler = queryset.query.get_compiler(connection=connection)
     sql, params = compiler.as_sql()
     slots = _slots(params)
     if slots is None or len(slots) != 2:
         return None
     columns = [item[0] for item in compiler.select]
-    field_names: list[str] = []
-    for column in columns:
-        if not isinstance(column, Col) or column.target.model is not model:
+    session_count = len(model._meta.concrete_fields)
+    field_names = _field_names(columns[:session_count], model)
+    if field_names is None:
+        return None
+    owner_field_names: tuple[str, ...] = ()
+    if with_owner:
+        owner_model = model._meta.get_field("user").related_model
+        if not isinstance(owner_model, type):
             return None
-        field_names.append(column.target.attname)
-    # Model.from_db() takes a full row positionally, in field order.
-    if field_names != [field.attname for field in model._meta.concrete_fields]:
+        owner_names = _field_names(columns[session_count:], owner_model)
+        if owner_names is None:
+            return None
+        owner_field_names = owner_names
+    elif len(columns) != session_count:
         return None
     # Which columns need converting depends on the backend and settings only;
     # the converters themselves are bound to this connection, so not kept.
     converted = tuple(
         (index, column) for index, (_functions, column) in compiler.get_converters(columns).items()
     )
-    return Statement(sql, slots, tuple(field_names), converted)
+    return Statement(sql, slots, field_names, converted, owner_field_names)
 
 
 def compile_update(
@@ -181,6 +215,38 @@ class Statements:
         if row is None:
             return None
         return model.from_db(using, statement.field_names, statement.convert(row, connection))
+
+    def read_with_owner(
+        self, model: type[Model], using: str, key: str, now: datetime.datetime
+    ) -> tuple[Any, Model | None]:
+        """The session as ``read()`` gives it and its owner's row from the same SELECT.
+
+        The owner is None for a session without one, and when the owner's row
+        cannot be read this way (then the plain read runs).
+        """
+        connection = connections[using]
+        statement = self._statement(
+            ("read_with_owner", using, model),
+            lambda: compile_read(model, connection, with_owner=True),
+        )
+        if statement is None:
+            return self.read(model, using, key, now), None
+        params = statement.params({"session_key": key, "expire_date": now}, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(statement.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None, None
+        values = statement.convert(row, connection)
+        count = len(statement.field_names)
+        obj = model.from_db(using, statement.field_names, values[:count])
+        owner_values = values[count:]
+        owner_model = model._meta.get_field("user").related_model
+        owner_pk_index = statement.owner_field_names.index(owner_model._meta.pk.attname)  # type: ignore[union-attr]
+        if owner_values[owner_pk_index] is None:
+            return obj, None
+        owner = owner_model.from_db(using, statement.owner_field_names, owner_values)  # type: ignore[union-attr]
+        return obj, owner
 
     def update(self, model: type[Model], using: str, pk: Any, values: dict[str, Any]) -> int:
         """``filter(pk=pk).update(**values)``: the number of rows matched."""
