@@ -8,6 +8,7 @@ names a real network or needs a MaxMind download.
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,5 +150,25 @@ def write_geoip_database(path: Path = GEOIP_FILE) -> Path:
             },
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer.to_db_file(str(path))
+    # A running server reads the file through mmap: a new file is moved into
+    # place, never the old one overwritten under it.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer.to_db_file(str(partial))
+    os.replace(partial, path)
     return path
+
+
+def geoip_path() -> Path:
+    """Where the example's settings read the database (EXAMPLE_GEOIP_PATH moves it)."""
+    return Path(os.environ.get("EXAMPLE_GEOIP_PATH") or GEOIP_FILE)
+
+
+def ensure_geoip_database() -> Path | None:
+    """The demo database, written first if missing; ``None`` without mmdb-writer."""
+    path = geoip_path()
+    if path.exists():
+        return path
+    try:
+        return write_geoip_database(path)
+    except ImportError:
+        return None

@@ -137,6 +137,7 @@ if os.environ.get("EXAMPLE_REQUIRE_PASSWORD"):
 # user_sessions: where sessions were signed in from. The example's database
 # (written by create_demo_sessions) knows only the made-up places of its demo
 # devices; a real site points this at MaxMind's GeoLite2 City database.
+# (Where example_site.demo.geoip_path() writes it.)
 GEOIP_PATH = os.environ.get("EXAMPLE_GEOIP_PATH") or BASE_DIR / "demo-geoip" / "Demo-City.mmdb"
 if not Path(GEOIP_PATH).exists():
     del GEOIP_PATH

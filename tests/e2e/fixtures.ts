@@ -41,6 +41,14 @@ export async function createUser(username: string, site: Site = defaultSite): Pr
   });
 }
 
+/** The example's demo sessions (five devices in five made-up places) for `username`. */
+export async function addDemoSessions(username: string, site: Site = defaultSite): Promise<void> {
+  await execFileAsync(python, ['example/manage.py', 'create_demo_sessions', '-v0', username], {
+    cwd: repoRoot,
+    env: { ...process.env, ...site.env },
+  });
+}
+
 /** Sign in through the login form and wait for the page it leads to. */
 export async function signInOn(page: Page, username: string, next = '/account/'): Promise<void> {
   await page.goto(`/login/?next=${encodeURIComponent(next)}`);

@@ -6,9 +6,7 @@ replaced, real ones are left alone.
 
 from __future__ import annotations
 
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
@@ -20,11 +18,6 @@ from example_site import demo
 from user_sessions.backends.db import SessionStore
 from user_sessions.client import get_client_hints
 from user_sessions.models import get_session_model
-
-
-def settings_geoip_path() -> Path:
-    """Where the example's settings read the database (EXAMPLE_GEOIP_PATH moves it)."""
-    return Path(os.environ.get("EXAMPLE_GEOIP_PATH") or demo.GEOIP_FILE)
 
 
 class Command(BaseCommand):
@@ -62,7 +55,7 @@ class Command(BaseCommand):
 
     def _write_geoip(self, verbosity: int) -> None:
         try:
-            path = demo.write_geoip_database(settings_geoip_path())
+            path = demo.write_geoip_database(demo.geoip_path())
         except ImportError:
             self.stderr.write(
                 "mmdb-writer is not installed: the demo sessions show no places "

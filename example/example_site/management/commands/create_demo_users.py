@@ -7,6 +7,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
+from example_site.demo import ensure_geoip_database
+
 DEMO_USERNAMES = ("alice", "bob")
 DEMO_PASSWORD = "demo-password"
 
@@ -36,3 +38,6 @@ class Command(BaseCommand):
                 user.save()
             if verbosity:
                 self.stdout.write(f"Demo user {username!r}, password {DEMO_PASSWORD!r}")
+        # Before the server starts (scripts/example, scripts/e2e-server), so
+        # the settings find it: demo sessions are placed by it.
+        ensure_geoip_database()
