@@ -118,6 +118,7 @@ def test_too_long_values_are_dropped_rather_than_cut():
         '"Chromium";v=',
         '"Chromium";="1"',
         ",,,",
+        "Windows;v=1",  # a token where a brand string belongs
     ],
 )
 def test_a_malformed_brand_list_gives_no_browser(header: str):

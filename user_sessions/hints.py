@@ -76,6 +76,12 @@ class _Malformed(ValueError):
     pass
 
 
+class _Quoted(str):
+    """An ``sf-string``, as opposed to a token or number, which read as plain ``str``."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class ClientHints:
     """What a browser said about itself, as far as the labels use it."""
@@ -161,7 +167,7 @@ class _Reader:
                 out.append(self.text[self.at])
                 self.at += 1
             elif char == '"':
-                return "".join(out)
+                return _Quoted("".join(out))
             elif not " " <= char <= "~":
                 raise _Malformed
             else:
@@ -245,10 +251,11 @@ def _brands(value: object) -> list[tuple[str, str | None]]:
         members = _Reader(text).members(keyed=False)
     except _Malformed:
         return []
-    brands = []
+    brands: list[tuple[str, str | None]] = []
     for _name, item, params in members[:_BRANDS_MAX]:
         version = params.get("v")
-        if isinstance(item, str) and item:
+        # Brands are strings; a bare token there is not a browser's header.
+        if isinstance(item, _Quoted) and item:
             brands.append((item, version if isinstance(version, str) else None))
     return brands
 
