@@ -161,6 +161,15 @@ def _per_request_targets(rows: list[dict[str, Any]], timed: bool) -> list[Target
                     f"{_fmt_count(stock['queries_per_request'])}",
                 )
             )
+            if case in ("read", "asgi") and ours_side.engine.endswith(".db"):
+                # The session and its owner in one SELECT (user_sessions.auth).
+                found.append(
+                    Target(
+                        f"{title}: {ours_side.label} 1 query per signed-in request",
+                        ours["queries_per_request"] == 1,
+                        f"{_fmt_count(ours['queries_per_request'])} queries/request",
+                    )
+                )
             if case in ("read", "asgi"):
                 found.append(
                     Target(
