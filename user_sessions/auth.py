@@ -100,6 +100,9 @@ def joined_user(request: HttpRequest) -> AbstractBaseUser | None:
         return None
     if not backend.user_can_authenticate(owner):
         return None
+    if not hasattr(owner, "get_session_auth_hash"):
+        # Django accepts such a user unverified; its own path says so.
+        return None
     session_hash = session.get(HASH_SESSION_KEY)
     if not session_hash or not constant_time_compare(session_hash, owner.get_session_auth_hash()):
         return None
