@@ -6,6 +6,7 @@ from importlib import import_module
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY
 from django.contrib.auth.backends import ModelBackend
@@ -13,7 +14,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Manager
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.utils.functional import SimpleLazyObject
 
@@ -251,3 +252,23 @@ def test_user_model_without_session_hash_takes_djangos_path(
     monkeypatch.delattr(AbstractBaseUser, "get_session_auth_hash")
     # Django accepts such a user without a hash check; the join leaves that to Django.
     assert whoami(client) == (f"user={user.pk}", 2)
+
+
+def test_asgi_request_awaiting_auser(join: bool, user: Any) -> None:
+    # Through Django's ASGI handler: the session load and the joined user are awaited.
+    client = AsyncClient()
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as queries:
+        response = async_to_sync(client.get)("/async/read/")
+    assert response.content == f"user={user.pk}".encode()
+    assert len(queries) == (1 if join else 2)
+
+
+def test_asgi_hash_mismatch_flushes(join: bool, user: Any) -> None:
+    client = AsyncClient()
+    client.force_login(user)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    edit_session(key, **{HASH_SESSION_KEY: "0" * 64})
+    response = async_to_sync(client.get)("/async/read/")
+    assert response.content == b"user="
+    assert not Session.objects.filter(pk=key).exists()
