@@ -123,16 +123,9 @@
   // the password field when the site asks for one.
   function fetchDialog(state, url) {
     var request = (state.dialogRequest += 1);
-    window
-      .fetch(url, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
-      })
+    getPartial(url)
       .then(function (response) {
-        var redirect = response.headers.get("HX-Redirect");
-        if (redirect) {
-          follow(redirect);
+        if (response === null) {
           return null;
         }
         if (response.status === 404) {
@@ -424,20 +417,9 @@
     }
     state.busy = true;
     var swaps = state.swaps;
-    window
-      .fetch(state.root.getAttribute("data-us-refresh-url"), {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
-      })
+    getPartial(state.root.getAttribute("data-us-refresh-url"))
       .then(function (response) {
-        var redirect = response.headers.get("HX-Redirect");
-        if (redirect) {
-          // This session ended (signed out elsewhere): off to the sign-in page.
-          follow(redirect);
-          return null;
-        }
-        return response.ok ? response.text() : null;
+        return response !== null && response.ok ? response.text() : null;
       })
       .then(function (html) {
         if (html && swaps === state.swaps) {
@@ -450,6 +432,26 @@
       .then(function () {
         state.busy = false;
         schedule(state);
+      });
+  }
+
+  // A GET as htmx sends one, so the views answer with the partial. When the
+  // server asks for a redirect (this session ended, signed out elsewhere),
+  // the tab follows it and the caller gets null.
+  function getPartial(url) {
+    return window
+      .fetch(url, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
+      })
+      .then(function (response) {
+        var redirect = response.headers.get("HX-Redirect");
+        if (redirect) {
+          follow(redirect);
+          return null;
+        }
+        return response;
       });
   }
 
