@@ -95,3 +95,29 @@ def test_sign_in_records_the_sign_in_requests_client(engine: str, browser_factor
     assert [(event["session"].ip, event["device"]) for event in received] == [
         ("203.0.113.10", "Chrome on Windows")
     ]
+
+
+def test_session_created_names_the_device_as_the_widget_does(engine: str, browser_factory, user):
+    # With client hints the widget says "Windows 11"; a new-sign-in alert
+    # built on the signal must say the same.
+    received: list[dict[str, Any]] = []
+
+    def listener(sender: Any, **kwargs: Any) -> None:
+        received.append(kwargs)
+
+    client = browser_factory(
+        HTTP_SEC_CH_UA_PLATFORM='"Windows"',
+        HTTP_SEC_CH_UA_PLATFORM_VERSION='"15.0.0"',
+        HTTP_SEC_CH_UA_MOBILE="?0",
+        HTTP_SEC_CH_UA_FULL_VERSION_LIST=(
+            '"Not-A.Brand";v="99.0.0.0", "Chromium";v="131.0.6778.86", '
+            '"Google Chrome";v="131.0.6778.86"'
+        ),
+    )
+    session_created.connect(listener)
+    try:
+        client.post("/login/", {"username": user.username, "password": "secret-password"})
+    finally:
+        session_created.disconnect(listener)
+    assert [event["device"] for event in received] == ["Chrome on Windows 11"]
+    assert Session.objects.get(user=user).device == "Chrome on Windows 11"

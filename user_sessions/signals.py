@@ -21,7 +21,7 @@ session_created = Signal()
 
 def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     from user_sessions.backends.db import SessionStore
-    from user_sessions.devices import device_label, location_label
+    from user_sessions.devices import location_label
     from user_sessions.models import get_session_model
 
     store = getattr(request, "session", None)
@@ -42,7 +42,7 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
         session=session,
         request=request,
         user=user,
-        device=device_label(session.user_agent),
+        device=session.device,
         location=location_label(session.ip),
     )
 
