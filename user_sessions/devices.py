@@ -234,7 +234,7 @@ def _agreeing_hints(agent: UserAgent, client_hints: str | None) -> ClientHints |
     contradict the user agent (a Firefox sending Chrome's hints, Windows
     hints beside a Mac user agent) are noise, and the user agent label stays.
     """
-    hints = parse_stored(client_hints)
+    hints = _parse_hints(client_hints) if isinstance(client_hints, str) else None
     if hints is None or hints.platform not in _HINT_PLATFORMS:
         return None
     if agent.os.family not in _HINT_PLATFORMS[hints.platform]:
@@ -243,6 +243,13 @@ def _agreeing_hints(agent: UserAgent, client_hints: str | None) -> ClientHints |
     if hints.browser is not None and hints.browser != browser and browser not in _CHROMIUM_BROWSERS:
         return None
     return hints
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_hints(client_hints: str) -> ClientHints | None:
+    # Each row's label and icon both read its hints, at every refresh; the
+    # parse costs tens of microseconds, a cache hit well under one.
+    return parse_stored(client_hints)
 
 
 def _hinted_platform(hints: ClientHints) -> str | None:
@@ -548,8 +555,9 @@ def _reset_locations() -> None:
 
 
 def reset_caches() -> None:
-    """Forget every parsed user agent and looked-up address, and close the GeoIP reader."""
+    """Forget parsed user agents and client hints, looked-up addresses; close the GeoIP reader."""
     _parse_truncated.cache_clear()
+    _parse_hints.cache_clear()
     _reset_locations()
 
 
