@@ -27,7 +27,6 @@ from django.views.decorators.cache import never_cache
 from django_htmx.http import HttpResponseClientRedirect
 
 from user_sessions import throttle
-from user_sessions.devices import device_label
 from user_sessions.forms import ConfirmPasswordForm
 from user_sessions.models import Session, get_session_model
 from user_sessions.paging import Cursor
@@ -312,7 +311,7 @@ class SessionDeleteView(ConfirmedSignOutView):
 
     def sign_out(self) -> str:
         session = self.target()
-        device = device_label(session.user_agent, session.client_hints) or gettext("Unknown device")
+        device = session.device or gettext("Unknown device")
         session.revoke()
         return gettext("%(device)s was signed out.") % {"device": device}
 
