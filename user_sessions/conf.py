@@ -52,6 +52,12 @@ class Settings:
             )
         return value
 
+    def _flag(self, name: str, default: bool) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(f"{self.prefix}{name} must be True or False.")
+        return value
+
     def reload(self) -> None:
         self._values.clear()
 
@@ -143,18 +149,12 @@ class Settings:
     @property
     def CLIENT_HINTS(self) -> bool:
         """Ask Chromium browsers for client hints, so devices get names such as "Windows 11"."""
-        value = self._get("CLIENT_HINTS", True)
-        if not isinstance(value, bool):
-            raise ImproperlyConfigured("USER_SESSIONS_CLIENT_HINTS must be True or False.")
-        return value
+        return self._flag("CLIENT_HINTS", True)
 
     @property
     def JOIN_USER(self) -> bool:
         """Read the session's owner with the session (one query instead of two)."""
-        value = self._get("JOIN_USER", True)
-        if not isinstance(value, bool):
-            raise ImproperlyConfigured("USER_SESSIONS_JOIN_USER must be True or False.")
-        return value
+        return self._flag("JOIN_USER", True)
 
     @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
