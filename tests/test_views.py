@@ -209,6 +209,22 @@ def bulk_sessions(user: AbstractBaseUser, count: int, *, minutes_ago: int = 10) 
 _bulk_batch = itertools.count()
 
 
+@pytest.fixture
+def capped(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, user: AbstractBaseUser
+) -> Callable[..., list[Session]]:
+    """Caps the widget at ``limit`` rows (``page_size`` a page behind "Show all") and gives
+    ``user`` ``count`` more sessions from :func:`bulk_sessions`."""
+
+    def make(count: int, *, limit: int, page_size: int | None = None) -> list[Session]:
+        settings.USER_SESSIONS_WIDGET_LIMIT = limit
+        if page_size is not None:
+            monkeypatch.setattr(widget, "PAGE_SIZE", page_size)
+        return bulk_sessions(user, count)
+
+    return make
+
+
 # The list -----------------------------------------------------------------------------
 
 
@@ -394,10 +410,9 @@ def test_the_list_shows_this_session_and_the_most_recent_others(
 
 @pytest.mark.django_db
 def test_no_show_all_while_everything_fits(
-    settings: Any, auth_client: Client, user: AbstractBaseUser
+    auth_client: Client, capped: Callable[..., list[Session]]
 ) -> None:
-    settings.USER_SESSIONS_WIDGET_LIMIT = 3
-    bulk_sessions(user, 3)
+    capped(3, limit=3)
 
     page = parse(auth_client.get(LIST_URL).content)
 
@@ -407,15 +422,9 @@ def test_no_show_all_while_everything_fits(
 
 @pytest.mark.django_db
 def test_show_all_pages_through_every_session_once(
-    settings: Any,
-    auth_client: Client,
-    phone: Client,
-    user: AbstractBaseUser,
-    monkeypatch: pytest.MonkeyPatch,
+    auth_client: Client, phone: Client, user: AbstractBaseUser, capped: Callable[..., list[Session]]
 ) -> None:
-    settings.USER_SESSIONS_WIDGET_LIMIT = 3
-    monkeypatch.setattr(widget, "PAGE_SIZE", 4)
-    bulk_sessions(user, 14)
+    capped(14, limit=3, page_size=4)
     current = session_of(auth_client)
 
     first = parse(auth_client.get(LIST_URL, **HTMX).content)
@@ -447,10 +456,9 @@ def test_show_all_pages_through_every_session_once(
 
 @pytest.mark.django_db
 def test_a_page_after_sign_outs_skips_and_repeats_nothing(
-    settings: Any, auth_client: Client, user: AbstractBaseUser
+    auth_client: Client, user: AbstractBaseUser, capped: Callable[..., list[Session]]
 ) -> None:
-    settings.USER_SESSIONS_WIDGET_LIMIT = 3
-    bulk_sessions(user, 10)
+    capped(10, limit=3)
     current = session_of(auth_client)
     order = by_recency(user, current)
     first = parse(auth_client.get(LIST_URL, **HTMX).content)
@@ -483,10 +491,13 @@ def test_a_page_after_sign_outs_skips_and_repeats_nothing(
 )
 @pytest.mark.django_db
 def test_a_hostile_cursor_gets_the_list_from_the_top(
-    settings: Any, auth_client: Client, phone: Client, user: AbstractBaseUser, after: str
+    auth_client: Client,
+    phone: Client,
+    user: AbstractBaseUser,
+    after: str,
+    capped: Callable[..., list[Session]],
 ) -> None:
-    settings.USER_SESSIONS_WIDGET_LIMIT = 2
-    bulk_sessions(user, 5)
+    capped(5, limit=2)
     current = session_of(auth_client)
     order = by_recency(user, current)
 
@@ -517,14 +528,9 @@ def test_a_cursor_from_another_users_list_shows_nothing_of_theirs(
 
 @pytest.mark.django_db
 def test_without_javascript_the_link_leads_to_full_pages(
-    settings: Any,
-    auth_client: Client,
-    user: AbstractBaseUser,
-    monkeypatch: pytest.MonkeyPatch,
+    auth_client: Client, user: AbstractBaseUser, capped: Callable[..., list[Session]]
 ) -> None:
-    settings.USER_SESSIONS_WIDGET_LIMIT = 2
-    monkeypatch.setattr(widget, "PAGE_SIZE", 3)
-    bulk_sessions(user, 7)
+    capped(7, limit=2, page_size=3)
     current = session_of(auth_client)
     order = by_recency(user, current)
 
@@ -594,11 +600,10 @@ def test_a_sign_out_names_the_session_it_ended(auth_client: Client, phone: Clien
 
 @pytest.mark.django_db
 def test_a_session_beyond_the_cap_has_its_dialog_and_password_check(
-    settings: Any, auth_client: Client, user: AbstractBaseUser
+    settings: Any, auth_client: Client, capped: Callable[..., list[Session]]
 ) -> None:
     settings.USER_SESSIONS_REQUIRE_PASSWORD = "others"
-    settings.USER_SESSIONS_WIDGET_LIMIT = 2
-    far = bulk_sessions(user, 6)[-1]
+    far = capped(6, limit=2)[-1]
     url = reverse("user_sessions:session_delete", args=[far.handle])
     assert far.handle not in row_handles(parse(auth_client.get(LIST_URL).content))
 
@@ -784,15 +789,9 @@ def test_csrf_is_enforced(user: AbstractBaseUser, phone: Client) -> None:
 
 @pytest.mark.django_db
 def test_htmx_attributes_sit_on_the_requesting_element(
-    settings: Any,
-    auth_client: Client,
-    phone: Client,
-    user: AbstractBaseUser,
-    monkeypatch: pytest.MonkeyPatch,
+    auth_client: Client, phone: Client, capped: Callable[..., list[Session]]
 ) -> None:
-    settings.USER_SESSIONS_WIDGET_LIMIT = 1
-    monkeypatch.setattr(widget, "PAGE_SIZE", 1)
-    bulk_sessions(user, 2)
+    capped(2, limit=1, page_size=1)
     list_page = auth_client.get(LIST_URL)
     dialog = auth_client.get(
         reverse("user_sessions:session_delete", args=[session_of(phone).handle]), **HTMX
