@@ -22,33 +22,27 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Persistent connections by default, as production sites run: under ASGI (a
 # connection per request) one kept alive by mistake soon exhausts the server.
 CONN_MAX_AGE = int(os.environ.get("LOAD_CONN_MAX_AGE", "60"))
+# Each client library reads its own variables (PGHOST, MYSQL_HOST, ...); the defaults are
+# the services of scripts/load.
 if os.environ.get("LOAD_DB", "postgres") == "mysql":
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": os.environ.get("LOAD_DATABASE", "user_sessions_load"),
-            "USER": os.environ.get("MYSQL_USER", "root"),
-            "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
-            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("MYSQL_PORT", "3306"),
-            "OPTIONS": {"charset": "utf8mb4"},
-            "CONN_MAX_AGE": CONN_MAX_AGE,
-            "CONN_HEALTH_CHECKS": True,
-        }
-    }
+    _engine, _env, _user, _port = "mysql", "MYSQL_", "root", "3306"
+    _extra: dict[str, object] = {"OPTIONS": {"charset": "utf8mb4"}}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("LOAD_DATABASE", "user_sessions_load"),
-            "USER": os.environ.get("PGUSER", "postgres"),
-            "PASSWORD": os.environ.get("PGPASSWORD", ""),
-            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
-            "PORT": os.environ.get("PGPORT", "5432"),
-            "CONN_MAX_AGE": CONN_MAX_AGE,
-            "CONN_HEALTH_CHECKS": True,
-        }
+    _engine, _env, _user, _port = "postgresql", "PG", "postgres", "5432"
+    _extra = {}
+DATABASES = {
+    "default": {
+        "ENGINE": f"django.db.backends.{_engine}",
+        "NAME": os.environ.get("LOAD_DATABASE", "user_sessions_load"),
+        "USER": os.environ.get(f"{_env}USER", _user),
+        "PASSWORD": os.environ.get(f"{_env}PASSWORD", ""),
+        "HOST": os.environ.get(f"{_env}HOST", "127.0.0.1"),
+        "PORT": os.environ.get(f"{_env}PORT", _port),
+        "CONN_MAX_AGE": CONN_MAX_AGE,
+        "CONN_HEALTH_CHECKS": True,
+        **_extra,
     }
+}
 
 SESSION_ENGINE = "user_sessions.backends." + os.environ.get("LOAD_SESSION_ENGINE", "db")
 if os.environ.get("LOAD_CACHE", "redis") == "redis":
