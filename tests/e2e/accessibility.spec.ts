@@ -3,21 +3,15 @@
 import path from 'node:path';
 
 import AxeBuilder from '@axe-core/playwright';
-import type { BrowserContextOptions, Page } from '@playwright/test';
+import type { Page } from '@playwright/test';
 
-import { expect, test, userAgents } from './fixtures';
+import { expect, screenshotDir, test, userAgents, widgetLooks } from './fixtures';
 
 const wcagTags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 // The widget's root element (see user_sessions/widget.html); the dialogs live inside it.
 const widgetSelector = '[data-us-widget]';
-const screenshotDir = path.join(__dirname, 'screenshots');
 
-const looks: { name: string; context: BrowserContextOptions; language?: string }[] = [
-  { name: 'light', context: { colorScheme: 'light' } },
-  { name: 'dark', context: { colorScheme: 'dark' } },
-  { name: 'rtl', context: { colorScheme: 'light' }, language: 'ar' },
-  { name: 'narrow', context: { colorScheme: 'light', viewport: { width: 320, height: 720 } } },
-];
+const looks = widgetLooks(720);
 
 async function expectNoViolations(page: Page): Promise<void> {
   const results = await new AxeBuilder({ page })

@@ -7,17 +7,15 @@
 import type { Page, TestInfo } from '@playwright/test';
 
 import {
+  confirmSignOutInPlace,
   expect,
   markWindow,
   openSignOutDialog,
-  sessionRow,
-  statusMessage,
   strictCspPages,
   test,
   userAgents,
   watchCsp,
   widget,
-  windowMarker,
 } from './fixtures';
 
 /** A full-page screenshot, kept with the test's results to look at. */
@@ -53,16 +51,10 @@ for (const { htmx, path } of strictCspPages) {
       await expect(widget(page)).toHaveCSS('border-top-style', 'solid');
 
       await markWindow(page);
-      const row = sessionRow(page, 'Firefox on Windows');
       const dialog = await openSignOutDialog(page, 'Firefox on Windows');
       await attachScreenshot(page, testInfo, 'dialog-open');
-      await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
-
-      await expect(dialog).toBeHidden();
-      await expect(row).toHaveCount(0);
-      await expect(statusMessage(page, 'Firefox on Windows was signed out.')).toBeVisible();
+      await confirmSignOutInPlace(page, dialog, 'Firefox on Windows');
       await expect(page.getByText('You are not signed in anywhere else.')).toBeVisible();
-      expect(await windowMarker(page)).toBe('no navigation');
       await attachScreenshot(page, testInfo, 'signed-out');
 
       expect(refused).toEqual([]);

@@ -1,6 +1,7 @@
 // Fixtures shared by the specs: a fresh user per test, and browsers signed in as that user.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { promisify } from 'node:util';
 
 import {
@@ -133,6 +134,42 @@ export const accountPages = [
   { htmx: 'htmx 2', path: '/account/' },
   { htmx: 'htmx 4', path: '/account/htmx4/' },
 ];
+
+/**
+ * Confirm `device`'s open sign-out dialog and check the widget ended the session
+ * in place: the dialog closes, the row goes, a status message names the device,
+ * and the page did not navigate (call markWindow before opening the dialog).
+ */
+export async function confirmSignOutInPlace(
+  page: Page,
+  dialog: Locator,
+  device: string,
+): Promise<void> {
+  const row = sessionRow(page, device);
+  await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
+  await expect(dialog).toBeHidden();
+  await expect(row).toHaveCount(0);
+  await expect(statusMessage(page, `${device} was signed out.`)).toBeVisible();
+  expect(await windowMarker(page)).toBe('no navigation');
+}
+
+/** Where the specs put the screenshots a human looks at (and the README's picture). */
+export const screenshotDir = path.join(__dirname, 'screenshots');
+
+/**
+ * The looks the widget must hold up in, for axe scans and screenshots. The
+ * narrow (320px) viewport is `narrowHeight` tall, to fit what the spec photographs.
+ */
+export function widgetLooks(
+  narrowHeight: number,
+): { name: string; context: BrowserContextOptions; language?: string }[] {
+  return [
+    { name: 'light', context: { colorScheme: 'light' } },
+    { name: 'dark', context: { colorScheme: 'dark' } },
+    { name: 'rtl', context: { colorScheme: 'light' }, language: 'ar' },
+    { name: 'narrow', context: { colorScheme: 'light', viewport: { width: 320, height: narrowHeight } } },
+  ];
+}
 
 /** A value on `window` that only survives as long as no navigation happens. */
 export async function markWindow(page: Page): Promise<void> {

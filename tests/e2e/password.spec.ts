@@ -2,6 +2,7 @@
 // for the account password, in the dialog (htmx 2 and 4) and without JavaScript.
 import {
   accountPages,
+  confirmSignOutInPlace,
   expect,
   markWindow,
   openSignOutDialog,
@@ -11,7 +12,6 @@ import {
   test,
   userAgents,
   widget,
-  windowMarker,
 } from './fixtures';
 import { demoPassword, passwordSite } from './site';
 
@@ -43,12 +43,7 @@ for (const { htmx, path } of accountPages) {
     await expect(row).toBeAttached();
 
     await dialog.getByLabel('Password').fill(demoPassword);
-    await dialog.getByRole('button', { name: 'Sign out', exact: true }).click();
-
-    await expect(dialog).toBeHidden();
-    await expect(row).toHaveCount(0);
-    await expect(statusMessage(page, 'Firefox on Windows was signed out.')).toBeVisible();
-    expect(await windowMarker(page)).toBe('no navigation');
+    await confirmSignOutInPlace(page, dialog, 'Firefox on Windows');
     await other.goto('/account/');
     await expect(other).toHaveURL('/login/?next=/account/');
   });

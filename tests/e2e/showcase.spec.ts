@@ -4,17 +4,18 @@
 import path from 'node:path';
 
 import AxeBuilder from '@axe-core/playwright';
-import type { BrowserContextOptions } from '@playwright/test';
 
-import { addDemoSessions, expect, sessionRow, test, userAgents } from './fixtures';
+import {
+  addDemoSessions,
+  expect,
+  screenshotDir,
+  sessionRow,
+  test,
+  userAgents,
+  widgetLooks,
+} from './fixtures';
 
-const screenshotDir = path.join(__dirname, 'screenshots');
-const looks: { name: string; context: BrowserContextOptions; language?: string }[] = [
-  { name: 'light', context: { colorScheme: 'light' } },
-  { name: 'dark', context: { colorScheme: 'dark' } },
-  { name: 'rtl', context: { colorScheme: 'light' }, language: 'ar' },
-  { name: 'narrow', context: { colorScheme: 'light', viewport: { width: 320, height: 900 } } },
-];
+const looks = widgetLooks(900);
 
 for (const look of looks) {
   test(`the demo devices, with places and icons (${look.name})`, async ({
