@@ -11,6 +11,7 @@ import type { Page } from '@playwright/test';
 import {
   accountPages,
   expect,
+  screenshotDir,
   statusMessage,
   tabTo,
   test,
@@ -20,7 +21,6 @@ import {
 import { python, repoRoot, type Site } from './site';
 
 const execFileAsync = promisify(execFile);
-const screenshotDir = path.join(__dirname, 'screenshots');
 
 /**
  * `count` sessions of `username` that no browser holds, each from its own
