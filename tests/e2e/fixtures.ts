@@ -167,7 +167,10 @@ export function widgetLooks(
     { name: 'light', context: { colorScheme: 'light' } },
     { name: 'dark', context: { colorScheme: 'dark' } },
     { name: 'rtl', context: { colorScheme: 'light' }, language: 'ar' },
-    { name: 'narrow', context: { colorScheme: 'light', viewport: { width: 320, height: narrowHeight } } },
+    {
+      name: 'narrow',
+      context: { colorScheme: 'light', viewport: { width: 320, height: narrowHeight } },
+    },
   ];
 }
 
