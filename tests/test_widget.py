@@ -570,3 +570,21 @@ def test_parts_the_refresh_replaces_hold_text_only(
         assert not any(
             el.tag in {"button", "form", "input", "a", "dialog"} for el in part.iter()
         ), part
+
+
+def test_the_dialog_names_the_device_as_the_row_does() -> None:
+    # With client hints the row says "Windows 11"; the question in the
+    # sign-out dialog must name the same device.
+    from django.template.loader import render_to_string
+
+    from user_sessions.hints import ClientHints
+
+    hints = ClientHints(platform="Windows", platform_version="15.0.0", browser="Chrome")
+    session = Session(user_agent=CHROME_WINDOWS, client_hints=hints.serialise(), handle="h")
+    assert session.device == "Chrome on Windows 11"
+
+    html = render_to_string(
+        "user_sessions/partials/confirm_text.html", {"session": session, "part": "title"}
+    )
+
+    assert "Sign out Chrome on Windows 11?" in html
