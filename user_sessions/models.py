@@ -20,6 +20,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from user_sessions.events import EndedBy, Reason
+
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -113,20 +115,23 @@ class SessionQuerySet(models.QuerySet["Session"]):
         return cast(SessionQuerySet, self.filter(expire_date__lte=timezone.now()))
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        """Delete the rows and drop any cached copy, so the sessions end at once."""
-        forget = _forget_cached()
-        keys = list(self.values_list("session_key", flat=True)) if forget else []
-        result = super().delete()
-        if forget and keys:
-            forget(keys)
-        return result
+        """End these sessions (``revoke()``): rows and cached copies go at once."""
+        ended = self.revoke()
+        return ended, {self.model._meta.label: ended}
 
     delete.queryset_only = True  # type: ignore[attr-defined]
 
-    def revoke(self) -> int:
-        """Sign these sessions out; returns how many ended."""
-        deleted, _counts = self.delete()
-        return deleted
+    def revoke(
+        self,
+        reason: Reason = Reason.ADMIN,
+        *,
+        ended_by: EndedBy = EndedBy.SYSTEM,
+        by_handle: str | None = None,
+    ) -> int:
+        """Sign these sessions out, recording why; returns how many ended."""
+        from user_sessions.endings import end_sessions
+
+        return end_sessions(self, reason, ended_by=ended_by, by_handle=by_handle)
 
 
 class SessionManager(BaseSessionManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]
@@ -228,14 +233,23 @@ class AbstractSession(AbstractBaseSession):
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        key = self.session_key  # Django clears the pk once the row is gone
-        result = super().delete(*args, **kwargs)
-        if forget := _forget_cached():
-            forget([key])
-        return result
+        """End this session (``revoke()``): the row and any cached copy go at once."""
+        ended = int(self.revoke())
+        # As Django's delete() leaves an instance: without a primary key.
+        self.pk = None
+        return ended, {self._meta.label: ended}
 
-    def revoke(self) -> None:
-        self.delete()
+    def revoke(
+        self,
+        reason: Reason = Reason.ADMIN,
+        *,
+        ended_by: EndedBy = EndedBy.SYSTEM,
+        by_handle: str | None = None,
+    ) -> bool:
+        """Sign this session out, recording why; False if it had ended already."""
+        from user_sessions.endings import end_session
+
+        return end_session(self, reason, ended_by=ended_by, by_handle=by_handle)
 
     @property
     def is_active(self) -> bool:

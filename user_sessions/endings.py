@@ -1,0 +1,248 @@
+"""The one way a session ends: rows deleted, cached copies dropped, history kept, event sent.
+
+Whatever ends a session (a logout, a sign-out from the device list, a password
+change, expiry, the admin, a policy) calls :func:`end_sessions` or
+:func:`end_session` with a :class:`~user_sessions.events.Reason`. Each batch
+costs a SELECT of what the records and events need, one DELETE and, with
+history on, one INSERT; then the engine's cached copies are dropped and
+:func:`user_sessions.events.announce` sends ``session_ended`` once the
+transaction commits. A session without an owner (an anonymous visit) ends
+without a record or an event: nobody could be told about it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, models, router
+from django.utils import timezone
+
+from user_sessions.events import EndedBy, Reason, SessionEvent, announce, has_audience
+
+if TYPE_CHECKING:
+    from django.db.models import Q, QuerySet
+
+    from user_sessions.models import AbstractSession
+
+# Rows selected, deleted and recorded per round: bounded memory and short
+# statements however many sessions end. Lowered where the database takes
+# fewer parameters per statement, so each batch is one INSERT.
+BATCH_SIZE = 500
+
+# What a record and an event need, each read where the model has it.
+DESCRIBED_COLUMNS = (
+    "user",
+    "handle",
+    "ip",
+    "user_agent",
+    "client_hints",
+    "created_at",
+    "last_activity",
+)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What is known of one session as it ends: enough for its record and its event."""
+
+    session_key: str
+    user_id: Any = None
+    handle: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    client_hints: str | None = None
+    created_at: datetime.datetime | None = None
+    last_activity: datetime.datetime | None = None
+
+    @classmethod
+    def of(cls, session: models.Model) -> Ending | None:
+        """From a loaded row; None when a column it needs was deferred (it would cost a query)."""
+        deferred = session.get_deferred_fields()
+        values: dict[str, Any] = {}
+        for name in _described(type(session)):
+            field = session._meta.get_field(name)
+            attname = getattr(field, "attname", name)
+            if attname in deferred:
+                return None
+            values["user_id" if name == "user" else name] = getattr(session, attname)
+        return cls(session_key=session.pk, **values)
+
+
+def _described(model: type[models.Model]) -> tuple[str, ...]:
+    from user_sessions.backends.db import model_columns
+
+    columns = model_columns(model)
+    return tuple(name for name in DESCRIBED_COLUMNS if name in columns)
+
+
+def batch_size(using: str) -> int:
+    """Rows per round on ``using``: at most ``BATCH_SIZE``, and one INSERT of records each."""
+    from user_sessions import history
+
+    size = connections[using].ops.bulk_batch_size(history.recorded_fields(), [None] * BATCH_SIZE)
+    return max(1, min(BATCH_SIZE, size))
+
+
+def end_sessions(
+    sessions: QuerySet[Any],
+    reason: Reason,
+    *,
+    ended_by: EndedBy = EndedBy.SYSTEM,
+    by_handle: str | None = None,
+) -> int:
+    """End every session ``sessions`` matches, in batches; returns how many ended.
+
+    ``ended_by`` and ``by_handle`` say who did it: the user from one of their
+    sessions (its handle), an admin or the site. A session another request
+    ended meanwhile is not counted again.
+    """
+    return end_matching(sessions, reason, ended_by=ended_by, by_handle=by_handle)
+
+
+def end_session(
+    session: AbstractSession,
+    reason: Reason,
+    *,
+    ended_by: EndedBy = EndedBy.SYSTEM,
+    by_handle: str | None = None,
+) -> bool:
+    """End one session row already loaded (no SELECT for it); False if it had ended already."""
+    model = type(session)
+    using = session._state.db or router.db_for_write(model)
+    ending = Ending.of(session)
+    if ending is None:
+        queryset = model._base_manager.using(using).filter(pk=session.pk)
+        return bool(end_sessions(queryset, reason, ended_by=ended_by, by_handle=by_handle))
+    ended = end_described(model, using, [ending], reason, ended_by=ended_by, by_handle=by_handle)
+    return bool(ended)
+
+
+def end_matching(
+    sessions: QuerySet[Any],
+    reason: Reason,
+    *,
+    ended_by: EndedBy = EndedBy.SYSTEM,
+    by_handle: str | None = None,
+    still: Q | None = None,
+    forget: bool = True,
+) -> int:
+    """:func:`end_sessions` with the options housekeeping needs.
+
+    ``still``: a condition each row must meet again when it is deleted (expiry
+    rechecked: a session saved since the SELECT lives on). ``forget=False``
+    leaves cached copies alone (expired ones expire in the cache too).
+    """
+    from user_sessions import history
+    from user_sessions.models import _forget_cached
+
+    model = sessions.model
+    # Read where the rows will be deleted: a replica may lag behind.
+    using: str = getattr(sessions, "_db", None) or router.db_for_write(model)
+    if not history.enabled() and not has_audience("ended"):
+        # Nobody would hear of these endings: a plain delete, without reading
+        # the rows first (only their keys, when a cache holds copies).
+        drop = _forget_cached() if forget else None
+        doomed = sessions.using(using).filter(still) if still is not None else sessions.using(using)
+        keys = list(doomed.values_list("session_key", flat=True)) if drop else []
+        _total, counts = models.QuerySet.delete(doomed)
+        if drop and keys:
+            drop(keys)
+        return int(counts.get(model._meta.label, 0))
+    size = batch_size(using)
+    names = ("session_key", *_described(model))
+    source = sessions.using(using)
+    # A slice cannot be narrowed down batch by batch: it is read once.
+    sliced = source.query.is_sliced
+    total = 0
+    while True:
+        rows = source.values_list(*names) if sliced else source.values_list(*names)[:size]
+        batch = [_ending(names, row) for row in rows]
+        if not batch:
+            return total
+        ended = end_described(
+            model,
+            using,
+            batch,
+            reason,
+            ended_by=ended_by,
+            by_handle=by_handle,
+            still=still,
+            forget=forget,
+        )
+        total += ended
+        # No progress means the rest cannot be deleted either (``still``).
+        if sliced or len(batch) < size or not ended:
+            return total
+
+
+def _ending(names: tuple[str, ...], row: tuple[Any, ...]) -> Ending:
+    values = dict(zip(names, row, strict=True))
+    if "user" in values:
+        values["user_id"] = values.pop("user")
+    return Ending(**values)
+
+
+def end_described(
+    model: type[models.Model],
+    using: str,
+    endings: Sequence[Ending],
+    reason: Reason,
+    *,
+    ended_by: EndedBy = EndedBy.SYSTEM,
+    by_handle: str | None = None,
+    still: Q | None = None,
+    forget: bool = True,
+) -> int:
+    """End the sessions ``endings`` describe (the caller read them); returns how many ended.
+
+    The store calls this with what its request already loaded, so a logout
+    costs no SELECT.
+    """
+    from user_sessions import history
+    from user_sessions.models import _forget_cached
+
+    if not endings:
+        return 0
+    at = timezone.now()
+    keys = [ending.session_key for ending in endings]
+    rows = model._base_manager.using(using).filter(session_key__in=keys)
+    if still is not None:
+        rows = rows.filter(still)
+    # Django's delete, so a site's delete signals still fire.
+    _total, counts = models.QuerySet.delete(rows)
+    ended = counts.get(model._meta.label, 0)
+    if forget and (drop := _forget_cached()):
+        drop(keys)
+    if ended < len(endings):
+        # Some were not deleted here (saved since, or ended by another
+        # request): only the rows gone now were ended by this call.
+        alive = set(
+            model._base_manager.using(using)
+            .filter(session_key__in=keys)
+            .values_list("session_key", flat=True)
+        )
+        endings = [ending for ending in endings if ending.session_key not in alive]
+    owned = [e for e in endings if e.user_id is not None and e.handle is not None]
+    history.record(owned, reason, ended_by=ended_by, by_handle=by_handle, at=at, using=using)
+    announce(
+        (
+            SessionEvent.ended(
+                e.user_id,
+                e.handle,
+                reason,
+                ended_by=ended_by,
+                by_handle=by_handle,
+                at=at,
+            )
+            for e in owned
+            if e.handle is not None
+        ),
+        using=using,
+    )
+    return ended
+
+
+__all__ = ["Ending", "end_described", "end_matching", "end_session", "end_sessions"]
