@@ -58,6 +58,17 @@ class Settings:
             raise ImproperlyConfigured(f"{self.prefix}{name} must be True or False.")
         return value
 
+    def _seconds_or_off(self, name: str) -> int | None:
+        # 0 and None both mean "off"; None is what the adapter's methods return for it.
+        value = self._get(name, None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ImproperlyConfigured(
+                f"{self.prefix}{name} must be a whole number of seconds >= 0, or None."
+            )
+        return value or None
+
     def reload(self) -> None:
         self._values.clear()
 
@@ -155,6 +166,32 @@ class Settings:
     def JOIN_USER(self) -> bool:
         """Read the session's owner with the session (one query instead of two)."""
         return self._flag("JOIN_USER", True)
+
+    @property
+    def ADAPTER(self) -> str:
+        """Dotted path of the class holding the site's policy (``user_sessions.adapter``)."""
+        value = self._get("ADAPTER", "user_sessions.adapter.SessionsAdapter")
+        if not isinstance(value, str) or not value:
+            raise ImproperlyConfigured(f"{self.prefix}ADAPTER must be a dotted path to a class.")
+        return value
+
+    @property
+    def MAX_SESSIONS(self) -> int:
+        """Sessions one user may hold; a sign-in beyond it ends the least recently active.
+
+        0 sets no cap.
+        """
+        return self._whole_number("MAX_SESSIONS", 0, minimum=0, unit=" of sessions")
+
+    @property
+    def IDLE_TIMEOUT(self) -> int | None:
+        """Seconds without activity after which a session ends at its next request; None: off."""
+        return self._seconds_or_off("IDLE_TIMEOUT")
+
+    @property
+    def LIFETIME(self) -> int | None:
+        """Seconds since sign-in after which a session ends, however active; None: off."""
+        return self._seconds_or_off("LIFETIME")
 
     @property
     def CRISPY_TEMPLATE_PACK(self) -> str:
