@@ -112,6 +112,9 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "CLIENT_IP_RESOLVER",
         "CLIENT_HINTS",
         "JOIN_USER",
+        "MAX_SESSIONS",
+        "IDLE_TIMEOUT",
+        "LIFETIME",
     ):
         try:
             getattr(app_settings, name)
@@ -320,6 +323,36 @@ def check_session_model(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     ]
 
 
+def check_policy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The adapter loads, and an idle timeout is not shorter than activity can show."""
+    from user_sessions.adapter import get_adapter
+
+    try:
+        get_adapter()
+    except (ImproperlyConfigured, ImportError) as exc:
+        return [checks.Error(f"USER_SESSIONS_ADAPTER: {exc}", id="user_sessions.E005")]
+    try:
+        idle_timeout = app_settings.IDLE_TIMEOUT
+        interval = app_settings.ACTIVITY_INTERVAL
+    except ImproperlyConfigured:
+        return []  # E005 reports the setting itself.
+    if idle_timeout is None or idle_timeout > 2 * interval:
+        return []
+    return [
+        checks.Error(
+            _(
+                "USER_SESSIONS_IDLE_TIMEOUT (%(timeout)s s) must be more than twice "
+                "USER_SESSIONS_ACTIVITY_INTERVAL (%(interval)s s): activity is recorded at "
+                "most once per interval, so a session in use could look idle and end."
+            )
+            % {"timeout": idle_timeout, "interval": interval},
+            hint=_("Raise USER_SESSIONS_IDLE_TIMEOUT above %(minimum)s or lower the interval.")
+            % {"minimum": 2 * interval},
+            id="user_sessions.E012",
+        )
+    ]
+
+
 def register() -> None:
     checks.register(check_setup)
     checks.register(check_geoip)
@@ -328,3 +361,4 @@ def register() -> None:
     checks.register(check_password_attempts)
     checks.register(check_session_cache_alias)
     checks.register(check_session_model)
+    checks.register(check_policy)
