@@ -198,6 +198,33 @@ class Settings:
         """The django-crispy-forms template pack of the password form."""
         return str(self._get("CRISPY_TEMPLATE_PACK", "user_sessions"))
 
+    @property
+    def SIGN_IN_ALERTS(self) -> bool:
+        """Mail the owner when their account signs in from a new device (``alerts``)."""
+        return self._flag("SIGN_IN_ALERTS", False)
+
+    @property
+    def SIGN_IN_ALERT_FIRST(self) -> bool:
+        """Alert on an account's very first sign-in too (it has no other device to compare)."""
+        return self._flag("SIGN_IN_ALERT_FIRST", False)
+
+    @property
+    def REPORT_LINK_MAX_AGE(self) -> int:
+        """Seconds an alert's "This wasn't me" link stays valid."""
+        return self._whole_number(
+            "REPORT_LINK_MAX_AGE", 7 * 24 * 3600, minimum=1, unit=" of seconds"
+        )
+
+    @property
+    def REPORT_REDIRECT_URL(self) -> str | None:
+        """Where "This wasn't me" leads once confirmed: a URL or URL name; ``None``: see docs."""
+        value = self._get("REPORT_REDIRECT_URL", None)
+        if value is not None and not isinstance(value, str):
+            raise ImproperlyConfigured(
+                f"{self.prefix}REPORT_REDIRECT_URL must be a string or None."
+            )
+        return value
+
 
 app_settings = Settings()
 
