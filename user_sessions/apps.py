@@ -10,7 +10,9 @@ class UserSessionsConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from user_sessions import checks, signals
+        from user_sessions import checks, events, push, signals
 
         checks.register()
         signals.connect()
+        if push.enabled():
+            events.add_publisher(push.PUBLISHER, push.publish)

@@ -115,6 +115,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "MAX_SESSIONS",
         "IDLE_TIMEOUT",
         "LIFETIME",
+        "PUSH",
     ):
         try:
             getattr(app_settings, name)
@@ -323,6 +324,58 @@ def check_session_model(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     ]
 
 
+def check_push(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A broker that cannot carry events between the site's processes."""
+    import os
+
+    from django.db import connections
+
+    try:
+        push = app_settings.PUSH
+    except ImproperlyConfigured:
+        return []  # E005 reports the setting itself.
+    if push is None:
+        return []
+    if push.broker == "memory":
+        # Workers cannot be counted from here; a site out of DEBUG, or told to
+        # run several (WEB_CONCURRENCY, read by gunicorn and uvicorn), is
+        # taken to run more than one.
+        workers = os.environ.get("WEB_CONCURRENCY", "1")
+        if settings.DEBUG and workers.strip() in ("", "1"):
+            return []
+        return [
+            checks.Warning(
+                _(
+                    "USER_SESSIONS_PUSH uses the in-process broker: an event reaches only "
+                    "the worker process it happened in, so widgets served by the other "
+                    "workers do not update."
+                ),
+                hint=_("Use the 'redis' or 'postgres' broker when running more than one worker."),
+                id="user_sessions.W020",
+            )
+        ]
+    if (
+        push.broker == "postgres"
+        and not push.url
+        and (
+            push.database not in connections.settings
+            or connections[push.database].vendor != "postgresql"
+        )
+    ):
+        return [
+            checks.Error(
+                _(
+                    "USER_SESSIONS_PUSH uses the PostgreSQL broker through the database "
+                    "%(alias)r, which is not a PostgreSQL database."
+                )
+                % {"alias": push.database},
+                hint=_("Set 'DATABASE' to a PostgreSQL alias, or 'URL' to a libpq URL."),
+                id="user_sessions.E021",
+            )
+        ]
+    return []
+
+
 def check_policy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The adapter loads, and an idle timeout is not shorter than activity can show."""
     from user_sessions.adapter import get_adapter
@@ -362,3 +415,4 @@ def register() -> None:
     checks.register(check_session_cache_alias)
     checks.register(check_session_model)
     checks.register(check_policy)
+    checks.register(check_push)

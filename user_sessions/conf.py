@@ -7,6 +7,7 @@ Reading on every access (instead of once at import) is what makes
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings as django_settings
@@ -21,6 +22,55 @@ if TYPE_CHECKING:
 IPPrivacy = Literal["full", "truncate", "none"]
 IP_PRIVACY_CHOICES: tuple[str, ...] = ("full", "truncate", "none")
 REQUIRE_PASSWORD_CHOICES: tuple[str | None, ...] = (None, "others", "all")
+
+
+PUSH_BROKERS: tuple[str, ...] = ("redis", "postgres", "memory")
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """``USER_SESSIONS_PUSH``, checked: the broker that carries events, and the stream's limits."""
+
+    broker: str
+    #: Redis URL, or a libpq connection string for PostgreSQL (else ``database`` is used).
+    url: str | None = None
+    #: The ``DATABASES`` alias a PostgreSQL broker connects to when it has no URL.
+    database: str = "default"
+    #: One channel per site: sites sharing a broker need different ones.
+    channel: str = "user_sessions"
+    #: Seconds between two heartbeats on an idle stream.
+    heartbeat: int = 15
+    #: Open streams one user may hold in one worker process.
+    max_streams: int = 10
+
+    @classmethod
+    def from_setting(cls, value: dict[str, Any]) -> PushSettings:
+        name = "USER_SESSIONS_PUSH"
+        known = {"BROKER", "URL", "DATABASE", "CHANNEL", "HEARTBEAT", "MAX_STREAMS"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ImproperlyConfigured(f"{name} has unknown keys: {', '.join(unknown)}.")
+        broker = value.get("BROKER")
+        if broker not in PUSH_BROKERS:
+            raise ImproperlyConfigured(f"{name}['BROKER'] must be one of {PUSH_BROKERS}.")
+        if broker == "redis" and not value.get("URL"):
+            raise ImproperlyConfigured(f"{name}['URL'] is required for the Redis broker.")
+        for key, minimum in (("HEARTBEAT", 1), ("MAX_STREAMS", 1)):
+            number = value.get(key, 1)
+            if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+                raise ImproperlyConfigured(f"{name}['{key}'] must be a whole number >= {minimum}.")
+        channel = str(value.get("CHANNEL", "user_sessions"))
+        # PostgreSQL channel names are identifiers of at most 63 bytes.
+        if not channel or len(channel.encode()) > 63:
+            raise ImproperlyConfigured(f"{name}['CHANNEL'] must be 1 to 63 bytes long.")
+        return cls(
+            broker=broker,
+            url=value.get("URL") or None,
+            database=str(value.get("DATABASE", "default")),
+            channel=channel,
+            heartbeat=value.get("HEARTBEAT", 15),
+            max_streams=value.get("MAX_STREAMS", 10),
+        )
 
 
 class Settings:
@@ -192,6 +242,16 @@ class Settings:
     def LIFETIME(self) -> int | None:
         """Seconds since sign-in after which a session ends, however active; None: off."""
         return self._seconds_or_off("LIFETIME")
+
+    @property
+    def PUSH(self) -> PushSettings | None:
+        """Live updates through a broker (``user_sessions.push``); ``None`` polls only."""
+        value = self._get("PUSH", None)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(f"{self.prefix}PUSH must be a dict or None.")
+        return PushSettings.from_setting(value)
 
     @property
     def CRISPY_TEMPLATE_PACK(self) -> str:

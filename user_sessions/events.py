@@ -185,6 +185,17 @@ def remove_publisher(name: str) -> None:
     _publishers.pop(name, None)
 
 
+def has_audience(kind: Literal["started", "ended"]) -> bool:
+    """Whether announcing ``kind`` events reaches anyone: a receiver or a publisher.
+
+    Lets a caller spare the query that would only build the event.
+    """
+    from user_sessions.models import get_session_model
+
+    signal = session_started if kind == "started" else session_ended
+    return bool(_publishers) or signal.has_listeners(get_session_model())
+
+
 def announce(events: Iterable[SessionEvent], *, using: str | None = None) -> None:
     """Send the signals and publish ``events`` once the current transaction commits.
 
@@ -218,6 +229,7 @@ __all__ = [
     "SessionEvent",
     "add_publisher",
     "announce",
+    "has_audience",
     "remove_publisher",
     "session_ended",
     "session_started",

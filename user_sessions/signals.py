@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models.signals import post_save, pre_delete
 from django.dispatch import Signal
 
@@ -22,6 +22,7 @@ session_created = Signal()
 def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     from user_sessions.backends.db import SessionStore
     from user_sessions.devices import location_label
+    from user_sessions.events import SessionEvent, announce, has_audience
     from user_sessions.models import get_session_model
 
     store = getattr(request, "session", None)
@@ -31,12 +32,20 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
     # session shows up in lists (and for receivers) straight away.
     store.save()
     model = get_session_model()
+    rows = model.objects.filter(session_key=store.session_key)
     if not session_created.has_listeners(model):
-        # Nobody asked: spare the query and the device and location labels.
+        # Nobody asked for the row: spare the device and location labels, and
+        # the query too unless someone hears of sessions starting.
+        if not has_audience("started"):
+            return
+        handle = rows.values_list("handle", flat=True).first()
+        if handle is not None:
+            announce([SessionEvent.started(user.pk, handle)], using=router.db_for_write(model))
         return
-    session = model.objects.filter(session_key=store.session_key).first()
+    session = rows.first()
     if session is None:
         return
+    announce([SessionEvent.started(user.pk, session.handle)], using=router.db_for_write(model))
     session_created.send(
         sender=model,
         session=session,

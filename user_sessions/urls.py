@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from user_sessions import views
+from user_sessions import stream, views
 
 app_name = "user_sessions"
 
 urlpatterns: list[URLPattern] = [
     path("", views.SessionListView.as_view(), name="session_list"),
+    # Live updates for the widget (Server-Sent Events; see user_sessions.push).
+    path("stream/", stream.session_stream, name="session_stream"),
     # Before the handle pattern, although no handle is ever this short.
     path("others/delete/", views.SessionDeleteOtherView.as_view(), name="session_delete_other"),
     path("<str:handle>/delete/", views.SessionDeleteView.as_view(), name="session_delete"),

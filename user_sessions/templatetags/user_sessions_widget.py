@@ -48,6 +48,14 @@ def user_sessions_widget(context: template.Context, heading_level: Any = None) -
     return build_device_list(request, heading_level=_level(heading_level))
 
 
+@register.simple_tag(takes_context=True)
+def user_sessions_stream_url(context: template.Context) -> str:
+    """The live feed's URL for ``data-us-stream-url``; "" (poll only) without push or ASGI."""
+    from user_sessions.stream import stream_url
+
+    return stream_url(context.get("request"))
+
+
 def _level(value: Any) -> int:
     try:
         return min(max(int(value), 1), 5)

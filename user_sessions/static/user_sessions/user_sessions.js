@@ -15,6 +15,12 @@
  * Configuration comes from data attributes on the widget root:
  *   data-us-refresh-url       the list URL (answers HX-Request with the list partial)
  *   data-us-refresh-interval  seconds between refreshes, 0 for none
+ *   data-us-stream-url        the live feed (Server-Sent Events), when the server offers one
+ *
+ * With a stream the server says when the list changed and when this tab's
+ * own session ended; polling stops while the stream is up and takes over
+ * whenever it is down (WSGI, broker unreachable, offline). The root carries
+ * data-us-live while the stream is up.
  */
 (function () {
   "use strict";
@@ -56,6 +62,14 @@
       page: null,
       clicked: null,
       dialogRequest: 0,
+      // Live updates: the EventSource, whether it is up, the reconnect
+      // timer and attempts so far, and a refresh owed to an event that
+      // arrived while a dialog was open or a request was pending.
+      source: null,
+      live: false,
+      reconnect: null,
+      attempts: 0,
+      pending: false,
     });
     root.addEventListener("submit", function (event) {
       onSubmit(state, event);
@@ -83,12 +97,17 @@
     document.addEventListener("visibilitychange", function () {
       if (document.hidden) {
         stop(state);
+      } else if (state.live) {
+        if (state.pending) {
+          refresh(state);
+        }
       } else {
         // Back on the tab: catch up at once, then keep the rhythm.
         schedule(state, 0);
       }
     });
     schedule(state);
+    listen(state);
   }
 
   // Dialogs ------------------------------------------------------------------
@@ -210,6 +229,12 @@
       // Cancelled (button or Escape). A dialog that left the page was
       // replaced by a response; onMutations takes care of focus then.
       restoreFocus(state);
+    }
+    if (state.pending) {
+      // The list changed while the dialog was open.
+      window.setTimeout(function () {
+        refresh(state);
+      }, 0);
     }
   }
 
@@ -398,7 +423,7 @@
   function schedule(state, delay) {
     stop(state);
     var every = interval(state);
-    if (!every || document.hidden) {
+    if (!every || document.hidden || state.live) {
       return;
     }
     state.timer = window.setTimeout(function () {
@@ -412,10 +437,12 @@
     }
     if (state.busy || document.hidden || state.root.querySelector("dialog[open]")) {
       // Never change the list under an open dialog or a pending answer.
+      state.pending = true;
       schedule(state);
       return;
     }
     state.busy = true;
+    state.pending = false;
     var swaps = state.swaps;
     getPartial(state.root.getAttribute("data-us-refresh-url"))
       .then(function (response) {
@@ -424,6 +451,9 @@
       .then(function (html) {
         if (html && swaps === state.swaps) {
           update(state, html);
+        } else if (html) {
+          // A swap overtook this answer: ask again for the latest list.
+          state.pending = true;
         }
       })
       .catch(function () {
@@ -431,8 +461,86 @@
       })
       .then(function () {
         state.busy = false;
-        schedule(state);
+        if (state.pending && state.live) {
+          refresh(state);
+        } else {
+          schedule(state);
+        }
       });
+  }
+
+  // Live updates -------------------------------------------------------------
+
+  function listen(state) {
+    var url = state.root.getAttribute("data-us-stream-url");
+    if (!url || typeof window.EventSource !== "function" || state.source) {
+      return;
+    }
+    // Where to come back to after signing in again.
+    var back = window.location.pathname + window.location.search;
+    var source = new window.EventSource(
+      url + (url.indexOf("?") < 0 ? "?" : "&") + "next=" + encodeURIComponent(back)
+    );
+    state.source = source;
+    source.addEventListener("ready", function () {
+      state.live = true;
+      state.attempts = 0;
+      stop(state);
+      state.root.setAttribute("data-us-live", "");
+      // Whatever changed before the stream was up (or while it was down).
+      refresh(state);
+    });
+    source.addEventListener("changed", function () {
+      if (!state.root.isConnected) {
+        drop(state);
+        return;
+      }
+      refresh(state);
+    });
+    source.addEventListener("signed-out", function (event) {
+      drop(state);
+      var target = null;
+      try {
+        target = JSON.parse(event.data).url;
+      } catch (error) {
+        target = null;
+      }
+      if (target) {
+        follow(target);
+      } else {
+        refresh(state);
+      }
+    });
+    // Refused (signed out, too many streams, no broker), cut off or closed
+    // by the server: poll now (a signed-out tab is sent to sign in by the
+    // answer) and keep polling until a new stream is up.
+    source.onerror = function () {
+      drop(state);
+      if (!state.root.isConnected) {
+        return;
+      }
+      refresh(state);
+      var delay = Math.min(1000 * Math.pow(2, state.attempts), 60000);
+      state.attempts += 1;
+      state.reconnect = window.setTimeout(function () {
+        state.reconnect = null;
+        listen(state);
+      }, delay * (0.5 + Math.random() / 2));
+    };
+  }
+
+  function drop(state) {
+    if (state.source) {
+      state.source.close();
+      state.source = null;
+    }
+    window.clearTimeout(state.reconnect);
+    state.reconnect = null;
+    if (state.live) {
+      state.live = false;
+      state.root.removeAttribute("data-us-live");
+      schedule(state);
+    }
   }
 
   // A GET as htmx sends one, so the views answer with the partial. When the

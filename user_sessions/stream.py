@@ -1,0 +1,146 @@
+"""The widget's live feed: Server-Sent Events for one signed-in session.
+
+The stream tells the widget *that* the user's list changed (``changed``, with
+the handles concerned); the widget then fetches the list partial as its
+refresh does, so the no-flicker and focus rules live in one place. When the
+stream's own session ends it says ``signed-out`` (with the sign-in URL) and
+closes. Under WSGI, with push off, or while the broker cannot be reached the
+stream answers without a feed and the widget keeps polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connections, router
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import reverse
+
+from user_sessions.conf import app_settings
+from user_sessions.models import get_session_model
+from user_sessions.push import LOST, Hub, get_hub
+from user_sessions.widget import login_url, safe_next
+
+if TYPE_CHECKING:
+    from user_sessions.events import SessionEvent
+
+Response = HttpResponse | StreamingHttpResponse
+
+
+def offers_stream(request: HttpRequest | None) -> bool:
+    """Whether a page rendered for ``request`` can listen: push on, served over ASGI."""
+    return app_settings.PUSH is not None and isinstance(request, ASGIRequest)
+
+
+def stream_url(request: HttpRequest | None) -> str:
+    """The stream's URL for the widget's ``data-us-stream-url``; "" means poll only."""
+    return reverse("user_sessions:session_stream") if offers_stream(request) else ""
+
+
+def _release_connection() -> None:
+    # A stream lives for hours: it must not hold a database connection
+    # between its checks (500 streams would be 500 connections).
+    connection = connections[router.db_for_read(get_session_model())]
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _own_session(request: HttpRequest) -> tuple[str, str, str] | None:
+    """(user id, handle, session key) of the request's live session, else ``None``."""
+    try:
+        user = request.user
+        key = request.session.session_key
+        if not user.is_authenticated or not key:
+            return None
+        handle = (
+            get_session_model()
+            .objects.active()
+            .filter(session_key=key, user=user)
+            .values_list("handle", flat=True)
+            .first()
+        )
+        return None if handle is None else (str(user.pk), handle, key)
+    finally:
+        _release_connection()
+
+
+def _is_live(session_key: str) -> bool:
+    try:
+        return bool(get_session_model().objects.active().filter(session_key=session_key).exists())
+    finally:
+        _release_connection()
+
+
+def message(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def feed(
+    hub: Hub, user_id: str, handle: str, session_key: str, sign_in_url: str, heartbeat: int
+) -> AsyncIterator[bytes]:
+    queue = hub.open(user_id)
+    try:
+        # "ready" once subscribed: whatever happened before, the widget's
+        # refresh on "ready" catches up with.
+        yield b"retry: 2000\n" + message("ready", {})
+        while True:
+            try:
+                batch: list[SessionEvent] = await asyncio.wait_for(queue.get(), heartbeat)
+            except asyncio.TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            if batch is LOST:
+                return
+            concerns_this = any(e.handle == handle and e.kind == "ended" for e in batch)
+            # Only the database says whether this session really ended.
+            if concerns_this and not await sync_to_async(_is_live)(session_key):
+                yield message("signed-out", {"url": sign_in_url})
+                return
+            yield message("changed", {"handles": sorted({event.handle for event in batch})})
+    finally:
+        hub.close(user_id, queue)
+
+
+async def session_stream(request: HttpRequest) -> Response:
+    """GET: the event stream of the request's own session.
+
+    204 without a feed (push off, or not ASGI: EventSource stops asking),
+    403 for a request without a live session, 429 over the per-user limit,
+    503 while the broker cannot be reached.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+    settings = app_settings.PUSH
+    if settings is None or not isinstance(request, ASGIRequest):
+        return no_store(HttpResponse(status=204))
+    owner = await sync_to_async(_own_session)(request)
+    if owner is None:
+        return no_store(HttpResponse(status=403))
+    user_id, handle, session_key = owner
+    hub = get_hub()
+    assert hub is not None  # push is on
+    if hub.count(user_id) >= settings.max_streams:
+        return no_store(HttpResponse(status=429, headers={"Retry-After": "60"}))
+    if not await hub.start():
+        return no_store(HttpResponse(status=503, headers={"Retry-After": "10"}))
+    sign_in_url = login_url(safe_next(request, request.GET.get("next")))
+    response = StreamingHttpResponse(
+        feed(hub, user_id, handle, session_key, sign_in_url, settings.heartbeat),
+        content_type="text/event-stream",
+    )
+    # Proxies (nginx) must pass every message on at once.
+    response["X-Accel-Buffering"] = "no"
+    return no_store(response)
+
+
+def no_store(response: Response) -> Response:
+    response["Cache-Control"] = "no-cache, no-store"
+    return response
+
+
+__all__ = ["offers_stream", "session_stream", "stream_url"]
