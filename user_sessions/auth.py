@@ -10,8 +10,8 @@ this module hands that row to the request when, and only when, Django's
   ``ModelBackend`` (or ``AllowAllUsersModelBackend``, or a subclass) keeping
   ModelBackend's own ``get_user``/``aget_user``;
 * the user model's default manager is a plain one (a custom ``get_queryset``
-  may hide rows a join cannot know about) and the router reads users from
-  the database the session came from;
+  may hide rows a join cannot know about) and the router reads or writes
+  users on the database the session came from;
 * the joined row's key is the one the session names, the backend's
   ``user_can_authenticate()`` accepts it, and the session's auth hash matches
   the current ``SECRET_KEY``.
@@ -31,6 +31,12 @@ unevaluated. A middleware that wrapped them (two-factor packages do) keeps
 its wrapper and the request takes Django's normal path. This needs no
 change to ``MIDDLEWARE`` or ``AUTHENTICATION_BACKENDS`` and patches nothing
 global; ``USER_SESSIONS_JOIN_USER = False`` turns it off.
+
+With ``cached_db`` and ``USER_SESSIONS_CACHE_USER`` the owner's row can come
+from the cache instead (``backends/cached_db.py`` says when it is read anew);
+it passes the same checks, its session auth hash standing in for the
+password it is computed from. A hit without it reads the row once, with the
+query Django's ``get_user()`` would have run, and caches it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -57,7 +64,7 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
 
 
-def _plain_manager(manager: Manager[Any]) -> bool:
+def plain_manager(manager: Manager[Any]) -> bool:
     return (
         type(manager).get_queryset is Manager.get_queryset
         and manager._queryset_class is QuerySet  # type: ignore[attr-defined]
@@ -77,7 +84,7 @@ def joined_user(request: HttpRequest) -> AbstractBaseUser | None:
     if owner is None:
         return None
     user_model = auth.get_user_model()
-    if type(owner) is not user_model or not _plain_manager(user_model._default_manager):
+    if type(owner) is not user_model or not plain_manager(user_model._default_manager):
         return None
     try:
         user_id = user_model._meta.pk.to_python(session[SESSION_KEY])
@@ -96,17 +103,34 @@ def joined_user(request: HttpRequest) -> AbstractBaseUser | None:
         or type(backend).aget_user is not ModelBackend.aget_user
     ):
         return None
-    if owner.pk != user_id or owner._state.db != router.db_for_read(user_model):
+    # The row came from where the session is read (its write database, see
+    # SessionStore.db_for_read). Django would read users from db_for_read: the
+    # same database, or a replica of the write database whose row can only be
+    # older than the one joined here.
+    if owner.pk != user_id or owner._state.db not in (
+        router.db_for_read(user_model),
+        router.db_for_write(user_model),
+    ):
         return None
     if not backend.user_can_authenticate(owner):
         return None
     if not hasattr(owner, "get_session_auth_hash"):
         # Django accepts such a user unverified; its own path says so.
         return None
+    # A cached owner (USER_SESSIONS_CACHE_USER) carries the hash instead of
+    # the password it is computed from, tagged with the SECRET_KEY it used.
+    expected = getattr(session, "owner_auth_hash", None) or owner.get_session_auth_hash()
     session_hash = session.get(HASH_SESSION_KEY)
-    if not session_hash or not constant_time_compare(session_hash, owner.get_session_auth_hash()):
+    if not session_hash or not constant_time_compare(session_hash, expected):
         return None
     return owner
+
+
+def _read_owner(session: Any) -> bool:
+    # A cached_db hit without the owner's row (USER_SESSIONS_CACHE_USER): the
+    # store reads it with the query Django's get_user() would have run.
+    read_owner = getattr(session, "read_owner", None)
+    return read_owner is not None and bool(read_owner())
 
 
 def get_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
@@ -114,6 +138,8 @@ def get_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
     # Reading the key loads the session (and its owner) if nothing did yet.
     if SESSION_KEY in request.session:
         user = joined_user(request)
+        if user is None and _read_owner(request.session):
+            user = joined_user(request)
         if user is not None:
             return user
     return auth.get_user(request)
@@ -121,8 +147,15 @@ def get_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
 
 async def aget_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
     """``django.contrib.auth.aget_user()``, without its user query when the join allows."""
-    if await request.session.aget(SESSION_KEY) is not None:
+    session = request.session
+    if await session.aget(SESSION_KEY) is not None:
         user = joined_user(request)
+        if (
+            user is None
+            and getattr(session, "wants_owner", False)
+            and await sync_to_async(_read_owner)(session)
+        ):
+            user = joined_user(request)
         if user is not None:
             return user
     return await auth.aget_user(request)

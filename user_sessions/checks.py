@@ -112,6 +112,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "CLIENT_IP_RESOLVER",
         "CLIENT_HINTS",
         "JOIN_USER",
+        "CACHE_USER",
         "MAX_SESSIONS",
         "IDLE_TIMEOUT",
         "LIFETIME",

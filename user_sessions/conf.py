@@ -218,6 +218,11 @@ class Settings:
         return self._flag("JOIN_USER", True)
 
     @property
+    def CACHE_USER(self) -> bool:
+        """With ``cached_db``: keep the owner's row in the cache too (no query on a warm hit)."""
+        return self._flag("CACHE_USER", False)
+
+    @property
     def ADAPTER(self) -> str:
         """Dotted path of the class holding the site's policy (``user_sessions.adapter``)."""
         value = self._get("ADAPTER", "user_sessions.adapter.SessionsAdapter")

@@ -129,7 +129,16 @@ def on_user_saved(
     using: str | None = None,
     **kwargs: Any,
 ) -> None:
-    if created or raw or not hasattr(instance, "get_session_auth_hash"):
+    if created:
+        return
+    # Any change, not only a password's: cached copies of the user's row
+    # (cached_db with USER_SESSIONS_CACHE_USER) are read anew after it.
+    user_changed = getattr(
+        import_module(settings.SESSION_ENGINE).SessionStore, "user_changed", None
+    )
+    if user_changed is not None:
+        user_changed(instance, using)
+    if raw or not hasattr(instance, "get_session_auth_hash"):
         return
     if update_fields is not None and "password" not in update_fields:
         return

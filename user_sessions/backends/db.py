@@ -6,7 +6,9 @@ Differences from ``django.contrib.sessions.backends.db`` that matter:
   (instead of inserting) when the row was deleted meanwhile: a revoked session
   is never written back;
 * ``touch()`` refreshes ``last_activity``/IP/user agent with one UPDATE at most
-  once per ``USER_SESSIONS_ACTIVITY_INTERVAL`` for a session nothing else changed.
+  once per ``USER_SESSIONS_ACTIVITY_INTERVAL`` for a session nothing else changed;
+* a session is read from the database it is written to (``db_for_read()``),
+  never from a read replica that may lag behind a sign-in or a revoke.
 
 A site's own model (``get_model_class()``, as Django documents) may lack this
 package's columns: the store writes the ones the model has, so a model with
@@ -232,10 +234,23 @@ class SessionStore(SessionBase):
     def _remember(self, obj: Session) -> None:
         self._row = RowState.of(obj)
 
+    def db_for_read(self) -> str:
+        """The database alias sessions are read from: the one they are written to.
+
+        A read-replica router sends Django's session reads to a replica, where
+        a sign-in that just happened may be missing (the user looks signed
+        out) and a revoke may not have arrived (the session still works). So
+        the store reads each session where ``router.db_for_write()`` writes it.
+        A site whose replicas apply every commit before it returns (synchronous
+        replication with ``remote_apply``) may override this to return
+        ``router.db_for_read(self.model)``.
+        """
+        return router.db_for_write(self.model)
+
     def _get_session_from_db(self) -> Session | None:
         now = self._loaded_at = timezone.now()
         self.owner_row = None
-        using = router.db_for_read(self.model)
+        using = self.db_for_read()
         key: str = self.session_key  # type: ignore[assignment]
         try:
             obj: Session | None
@@ -263,7 +278,8 @@ class SessionStore(SessionBase):
     def exists(self, session_key: str | None) -> bool:
         if not session_key:
             return False
-        return bool(self.model.objects.filter(session_key=session_key).exists())
+        using = self.db_for_read()
+        return bool(self.model.objects.using(using).filter(session_key=session_key).exists())
 
     # -- writing ---------------------------------------------------------
 
