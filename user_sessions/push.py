@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; every broker gets
 #: batches cut below that, so a payload works on all three.
 MAX_PAYLOAD = 7900
+#: The listener's name on the broker (Redis CLIENT LIST, PostgreSQL application_name).
+CLIENT_NAME = "user_sessions.push"
 #: Seconds a stream waits for the broker before the widget is told to poll.
 CONNECT_TIMEOUT = 3.0
 
@@ -142,7 +144,11 @@ class RedisBroker(Broker):
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(
-            self.url, socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30
+            self.url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            health_check_interval=30,
+            # Named, so an operator sees in CLIENT LIST what holds the connection.
+            client_name=CLIENT_NAME,
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -227,6 +233,7 @@ class PostgresBroker(Broker):
         from psycopg import sql
 
         kwargs = self.connection_kwargs()
+        kwargs.setdefault("application_name", CLIENT_NAME)
         connection = await psycopg.AsyncConnection.connect(
             **kwargs, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
         )
@@ -372,6 +379,8 @@ class Hub:
                 exc,
             )
         finally:
+            # Not listening any more: the next stream to open subscribes anew.
+            self.task = None
             for queues in self.streams.values():
                 for queue in queues:
                     queue.put_nowait(LOST)
