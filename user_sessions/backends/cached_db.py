@@ -56,9 +56,12 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "user_sessions.cached_db"
 # Cache entries are (ENTRY_VERSION, data, expire timestamp, last activity
-# timestamp, ip, user agent); anything else is ignored and replaced.
-ENTRY_VERSION = 3
-Entry = tuple[int, dict[str, Any], "float | None", "float | None", "str | None", "str | None"]
+# timestamp, ip, user agent, sign-in timestamp); anything else is ignored and
+# replaced.
+ENTRY_VERSION = 4
+Entry = tuple[
+    int, dict[str, Any], "float | None", "float | None", "str | None", "str | None", "float | None"
+]
 TOMBSTONE = "revoked"
 # Longer than any request can take between reading the row and caching it.
 TOMBSTONE_TIMEOUT = 300
@@ -163,6 +166,7 @@ class SessionStore(db.SessionStore):
             row.last_activity.timestamp() if row.last_activity is not None else None,
             row.ip,
             row.user_agent,
+            self.signed_in_at.timestamp() if self.signed_in_at is not None else None,
         )
 
     def _timeout(self) -> int:
@@ -198,11 +202,14 @@ class SessionStore(db.SessionStore):
         if entry == TOMBSTONE:
             self._session_key = None
             return {}
-        if type(entry) is tuple and len(entry) == 6 and entry[0] == ENTRY_VERSION:
-            _, data, expire_ts, activity_ts, ip, user_agent = entry
+        if type(entry) is tuple and len(entry) == 7 and entry[0] == ENTRY_VERSION:
+            _, data, expire_ts, activity_ts, ip, user_agent, signed_in_ts = entry
+            self.signed_in_at = _from_timestamp(signed_in_ts)
             self._row = db.RowState(_from_timestamp(activity_ts), ip, user_agent)
             self._expire_ts = expire_ts
             self._loaded_at = timezone.now()
+            if self._ended_by_policy(data):
+                return {}
             # Once per activity interval a hit is checked against the row
             # (the activity write does it for free): a revoke that could not
             # reach the cache, because it was down, is noticed here before
@@ -231,6 +238,8 @@ class SessionStore(db.SessionStore):
             return {}
         data = self.decode(obj.session_data)
         self._expire_ts = obj.expire_date.timestamp()
+        if self._ended_by_policy(data):
+            return {}
         assert self._row is not None
         # ``add``, not ``set``: a tombstone written by a revoke that happened
         # after our read must win.

@@ -138,6 +138,8 @@ class SessionStore(SessionBase):
         self._row: RowState | None = None
         # The owner's row as the session's read found it (see user_sessions.auth).
         self.owner_row: models.Model | None = None
+        # When the session's row was made (its sign-in), as read or inserted.
+        self.signed_in_at: datetime.datetime | None = None
         # When the row was read: whether activity is due is judged at that
         # moment, which spares a clock reading (and the middleware asks twice
         # on some paths).
@@ -269,11 +271,28 @@ class SessionStore(SessionBase):
             self._session_key = None
             return None
         self._remember(obj)
+        self.signed_in_at = getattr(obj, "created_at", None)
         return obj
 
     def load(self) -> dict[str, Any]:
         obj = self._get_session_from_db()
-        return self.decode(obj.session_data) if obj else {}
+        if obj is None:
+            return {}
+        data = self.decode(obj.session_data)
+        return {} if self._ended_by_policy(data) else data
+
+    def _ended_by_policy(self, data: dict[str, Any]) -> bool:
+        """End the session just read if the site's policy says it is over (user_sessions.policy)."""
+        from user_sessions import policy
+
+        last_activity = self._row.last_activity if self._row is not None else None
+        if not policy.end_if_over(self, data, last_activity=last_activity, now=self._loaded_at):
+            return False
+        # Then on as with an expired session: anonymous, and the cookie goes.
+        self._session_key = None
+        self._row = None
+        self.owner_row = None
+        return True
 
     def exists(self, session_key: str | None) -> bool:
         if not session_key:
@@ -404,6 +423,9 @@ class SessionStore(SessionBase):
         )
         if self._has_owner:
             obj.user_id = self._owner_id(data)
+        if self._row is None:
+            # A new row: signed in at the time it is inserted with.
+            self.signed_in_at = getattr(obj, "created_at", None)
         # Activity columns follow the same rate limit as touch(): a new row
         # gets them, an update only when activity is due. Skipping them keeps
         # the UPDATE as small as Django's (and off the activity index).
