@@ -32,6 +32,9 @@ from user_sessions.conf import app_settings
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
 
+    from user_sessions.alerts import SignInAlert
+    from user_sessions.models import AbstractSession
+
 
 class SessionsAdapter:
     """The package's defaults: each decision read from its setting."""
@@ -55,6 +58,27 @@ class SessionsAdapter:
     def lifetime(self, user: AbstractBaseUser) -> int | None:
         """Seconds since sign-in after which a session of ``user`` ends; ``None``: never."""
         return app_settings.LIFETIME
+
+    def is_new_device(self, user: AbstractBaseUser, session: AbstractSession) -> bool:
+        """Whether ``session`` (just signed in) deserves a sign-in alert as a new device.
+
+        Asked only with ``USER_SESSIONS_SIGN_IN_ALERTS`` on. The default
+        compares browser, platform and country with the account's other live
+        sessions and its history (:func:`user_sessions.alerts.is_new_device`).
+        """
+        from user_sessions import alerts
+
+        return alerts.is_new_device(user, session)
+
+    def send_sign_in_alert(self, alert: SignInAlert) -> None:
+        """Deliver ``alert``: by default the mail of ``user_sessions/email/sign_in_alert/``.
+
+        Runs after commit (in a task worker when ``TASKS`` is configured);
+        an exception is logged and goes no further.
+        """
+        from user_sessions import alerts
+
+        alerts.send_sign_in_alert(alert)
 
 
 @functools.cache

@@ -77,9 +77,14 @@ def on_user_deleting(sender: Any, instance: Any, using: str, **kwargs: Any) -> N
 def connect() -> None:
     from django.contrib.auth.signals import user_logged_in
 
+    from user_sessions import alerts
     from user_sessions.passwords import on_user_saved
 
     user_logged_in.connect(on_user_logged_in, dispatch_uid="user_sessions.on_user_logged_in")
+    # After the receiver above: it saves the session the alert looks at.
+    user_logged_in.connect(
+        alerts.on_user_logged_in, dispatch_uid="user_sessions.alerts.on_user_logged_in"
+    )
     post_save.connect(
         on_user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="user_sessions.on_user_saved"
     )

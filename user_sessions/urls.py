@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, path
 
 from user_sessions import stream, views
+from user_sessions import report as report_views
 
 app_name = "user_sessions"
 
@@ -15,4 +16,7 @@ urlpatterns: list[URLPattern] = [
     # Before the handle pattern, although no handle is ever this short.
     path("others/delete/", views.SessionDeleteOtherView.as_view(), name="session_delete_other"),
     path("<str:handle>/delete/", views.SessionDeleteView.as_view(), name="session_delete"),
+    # "This wasn't me" from a sign-in alert; the token is signed (user_sessions.alerts).
+    path("report/done/", report_views.ReportDoneView.as_view(), name="report_done"),
+    path("report/<str:token>/", report_views.ReportView.as_view(), name="report"),
 ]
