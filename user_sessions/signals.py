@@ -79,12 +79,15 @@ def connect() -> None:
 
     from user_sessions import alerts
     from user_sessions.passwords import on_user_saved
+    from user_sessions.policy import on_user_logged_in as apply_session_cap
 
     user_logged_in.connect(on_user_logged_in, dispatch_uid="user_sessions.on_user_logged_in")
     # After the receiver above: it saves the session the alert looks at.
     user_logged_in.connect(
         alerts.on_user_logged_in, dispatch_uid="user_sessions.alerts.on_user_logged_in"
     )
+    # After on_user_logged_in, which saves the session the cap must count.
+    user_logged_in.connect(apply_session_cap, dispatch_uid="user_sessions.policy.on_user_logged_in")
     post_save.connect(
         on_user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="user_sessions.on_user_saved"
     )
