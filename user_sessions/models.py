@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
-from django.db import NotSupportedError, models
+from django.db import NotSupportedError, models, router
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -136,6 +136,16 @@ class SessionQuerySet(models.QuerySet["Session"]):
 
 class SessionManager(BaseSessionManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]
     """Django's ``BaseSessionManager`` (``encode()``, ``save()``) with this package's queryset."""
+
+    def get_queryset(self) -> SessionQuerySet:
+        # Sessions are read where they are written, as the store reads them
+        # (SessionStore.db_for_read): from a lagging read replica the widget
+        # would list a session just signed out, and a row fetched there would
+        # be revoked there (a read-only standby refuses the DELETE).
+        queryset: SessionQuerySet = super().get_queryset()
+        if self._db is None:
+            queryset = queryset.using(router.db_for_write(self.model))
+        return queryset
 
     def save(
         self, session_key: str, session_dict: dict[str, Any], expire_date: Any
