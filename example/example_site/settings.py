@@ -126,6 +126,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if os.environ.get("EXAMPLE_REFRESH_INTERVAL"):
     USER_SESSIONS_REFRESH_INTERVAL = int(os.environ["EXAMPLE_REFRESH_INTERVAL"])
 
+# user_sessions: live updates through a broker (the widget listens instead of
+# polling when served over ASGI, e.g. uvicorn; see docs/howto/push.md).
+if os.environ.get("EXAMPLE_PUSH_BROKER"):
+    USER_SESSIONS_PUSH = {
+        "BROKER": os.environ["EXAMPLE_PUSH_BROKER"],
+        "URL": os.environ.get("EXAMPLE_PUSH_URL") or None,
+        "CHANNEL": os.environ.get("EXAMPLE_PUSH_CHANNEL", "user_sessions"),
+    }
+
 # user_sessions: ask for the password before signing out other sessions
 # ("others": for any session but the one in use).
 if os.environ.get("EXAMPLE_REQUIRE_PASSWORD"):

@@ -37,7 +37,21 @@ const firstPort = Number(process.env.E2E_PORT ?? 8765);
 export const defaultSite = site(firstPort);
 /** The same site with USER_SESSIONS_REQUIRE_PASSWORD = "others". */
 export const passwordSite = site(firstPort + 1, { EXAMPLE_REQUIRE_PASSWORD: 'others' });
-export const sites = [defaultSite, passwordSite];
+/**
+ * The same site over ASGI (uvicorn, two worker processes) with push on through
+ * Redis and polling off: the widget changes only on pushed events, which cross
+ * processes through the broker. Its own channel, so parallel runs never mix.
+ */
+export const pushRedisURL = process.env.E2E_REDIS_URL ?? 'redis://127.0.0.1:6379/14';
+export const pushSite = site(firstPort + 2, {
+  E2E_SERVER: 'uvicorn',
+  E2E_WORKERS: '2',
+  EXAMPLE_PUSH_BROKER: 'redis',
+  EXAMPLE_PUSH_URL: pushRedisURL,
+  EXAMPLE_PUSH_CHANNEL: `user_sessions_e2e_${firstPort + 2}`,
+  EXAMPLE_REFRESH_INTERVAL: '0',
+});
+export const sites = [defaultSite, passwordSite, pushSite];
 
 export const baseURL = defaultSite.baseURL;
 export const siteEnv = defaultSite.env;

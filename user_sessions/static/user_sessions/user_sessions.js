@@ -70,6 +70,7 @@
       reconnect: null,
       attempts: 0,
       pending: false,
+      leave: null,
     });
     root.addEventListener("submit", function (event) {
       onSubmit(state, event);
@@ -482,6 +483,12 @@
       url + (url.indexOf("?") < 0 ? "?" : "&") + "next=" + encodeURIComponent(back)
     );
     state.source = source;
+    // This tab is leaving (a sign-out form, a link): the "signed-out" its
+    // own sign-out causes must not send it elsewhere than the form does.
+    state.leave = function () {
+      drop(state);
+    };
+    window.addEventListener("beforeunload", state.leave);
     source.addEventListener("ready", function () {
       state.live = true;
       state.attempts = 0;
@@ -533,6 +540,7 @@
     if (state.source) {
       state.source.close();
       state.source = null;
+      window.removeEventListener("beforeunload", state.leave);
     }
     window.clearTimeout(state.reconnect);
     state.reconnect = null;
