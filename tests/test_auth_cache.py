@@ -1,4 +1,4 @@
-"""The owner's row from the cache (``USER_SESSIONS_CACHE_USER``): Django's ``get_user()`` case by case.
+"""The owner's row from the cache (``USER_SESSIONS_CACHE_USER``), case by case against Django.
 
 Each case runs with the setting on and off: the outcome (who the request is,
 whether the session survives) must be the same; only the queries differ.
