@@ -482,6 +482,8 @@ def test_opening_the_link_asks_and_changes_nothing(
     response = Client().get(link)
     assert response.status_code == 200
     assert response["Cache-Control"].startswith("max-age=0")
+    # The token in the address goes nowhere else.
+    assert response["Referrer-Policy"] == "no-referrer"
     html = response.content.decode()
     assert "Safari on iPhone" in html and "Germany" in html
     assert 'type="checkbox" name="all"' in html
@@ -582,6 +584,7 @@ def test_a_tampered_link_is_refused_clearly(
     bad = link.replace(token, mangle(token))
     for response in (Client().get(bad), Client().post(bad, {"all": "1"})):
         assert response.status_code == 400
+        assert response["Referrer-Policy"] == "no-referrer"
         assert "This link is not valid" in response.content.decode()
     assert phone_of(mail_user) is not None
 

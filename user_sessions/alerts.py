@@ -232,7 +232,7 @@ def read_report_token(token: str) -> ReportClaim:
 class SignInAlert:
     """Everything the mail says, fixed at sign-in: it may be sent by a worker later.
 
-    JSON-safe through :meth:`as_dict` / :meth:`from_dict`, as a task carries
+    JSON-safe through ``as_dict()`` / ``from_dict()``, as a task carries
     it. ``ip`` is what ``USER_SESSIONS_IP_PRIVACY`` let the session keep
     (``None`` with ``"none"``); ``report_url`` is empty when the package's
     URLs are not mounted.

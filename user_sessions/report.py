@@ -80,6 +80,13 @@ class ReportView(View):
     claim: ReportClaim
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = self.answer(request, *args, **kwargs)
+        # The token is in this page's address: a site's base template may
+        # load things from elsewhere, which must not be told it.
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    def answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
             self.claim = read_report_token(str(kwargs["token"]))
         except signing.SignatureExpired:
