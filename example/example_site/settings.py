@@ -133,6 +133,7 @@ if os.environ.get("EXAMPLE_PUSH_BROKER"):
         "BROKER": os.environ["EXAMPLE_PUSH_BROKER"],
         "URL": os.environ.get("EXAMPLE_PUSH_URL") or None,
         "CHANNEL": os.environ.get("EXAMPLE_PUSH_CHANNEL", "user_sessions"),
+        "MAX_STREAMS": int(os.environ.get("EXAMPLE_PUSH_MAX_STREAMS", "10")),
     }
 
 # user_sessions: ask for the password before signing out other sessions
