@@ -38,6 +38,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from user_sessions.events import EndedBy, Reason
 from user_sessions.models import Session, SessionQuerySet
 
 if TYPE_CHECKING:
@@ -307,7 +308,7 @@ class SessionAdmin(SessionModelAdmin):
 
     @admin.action(description=_("Sign out selected sessions"), permissions=["revoke"])
     def revoke_sessions(self, request: HttpRequest, queryset: SessionQuerySet) -> None:
-        count = queryset.revoke()
+        count = queryset.revoke(Reason.ADMIN, ended_by=EndedBy.ADMIN)
         message = ngettext(
             "%(count)d session was signed out.",
             "%(count)d sessions were signed out.",

@@ -13,7 +13,7 @@ without a record or an event: nobody could be told about it.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 # statements however many sessions end. Lowered where the database takes
 # fewer parameters per statement, so each batch is one INSERT.
 BATCH_SIZE = 500
+
+#: How cached copies go: the engine's way (True), not at all (False), or this callable.
+Forget = bool | Callable[[list[str]], None]
 
 # What a record and an event need, each read where the model has it.
 DESCRIBED_COLUMNS = (
@@ -76,6 +79,22 @@ def _described(model: type[models.Model]) -> tuple[str, ...]:
 
     columns = model_columns(model)
     return tuple(name for name in DESCRIBED_COLUMNS if name in columns)
+
+
+def heard() -> bool:
+    """Whether an ending reaches anyone: history is kept, or someone hears ``session_ended``.
+
+    When not, callers may end sessions the old way, without reading them first.
+    """
+    from user_sessions import history
+
+    return history.enabled() or has_audience("ended")
+
+
+def describe(sessions: QuerySet[Any]) -> list[Ending]:
+    """What records and events need of the rows ``sessions`` matches (one SELECT)."""
+    names = ("session_key", *_described(sessions.model))
+    return [_ending(names, row) for row in sessions.values_list(*names)]
 
 
 def batch_size(using: str) -> int:
@@ -127,24 +146,22 @@ def end_matching(
     ended_by: EndedBy = EndedBy.SYSTEM,
     by_handle: str | None = None,
     still: Q | None = None,
-    forget: bool = True,
+    forget: Forget = True,
 ) -> int:
-    """:func:`end_sessions` with the options housekeeping needs.
+    """:func:`end_sessions` with the options housekeeping and the stores need.
 
     ``still``: a condition each row must meet again when it is deleted (expiry
-    rechecked: a session saved since the SELECT lives on). ``forget=False``
-    leaves cached copies alone (expired ones expire in the cache too).
+    rechecked: a session saved since the SELECT lives on). ``forget``: False
+    leaves cached copies alone (expired ones expire in the cache too); a
+    callable drops them instead of the engine's ``forget`` (a store's own).
     """
-    from user_sessions import history
-    from user_sessions.models import _forget_cached
-
     model = sessions.model
     # Read where the rows will be deleted: a replica may lag behind.
     using: str = getattr(sessions, "_db", None) or router.db_for_write(model)
-    if not history.enabled() and not has_audience("ended"):
+    if not heard():
         # Nobody would hear of these endings: a plain delete, without reading
         # the rows first (only their keys, when a cache holds copies).
-        drop = _forget_cached() if forget else None
+        drop = _dropper(forget)
         doomed = sessions.using(using).filter(still) if still is not None else sessions.using(using)
         keys = list(doomed.values_list("session_key", flat=True)) if drop else []
         _total, counts = models.QuerySet.delete(doomed)
@@ -152,14 +169,12 @@ def end_matching(
             drop(keys)
         return int(counts.get(model._meta.label, 0))
     size = batch_size(using)
-    names = ("session_key", *_described(model))
     source = sessions.using(using)
     # A slice cannot be narrowed down batch by batch: it is read once.
     sliced = source.query.is_sliced
     total = 0
     while True:
-        rows = source.values_list(*names) if sliced else source.values_list(*names)[:size]
-        batch = [_ending(names, row) for row in rows]
+        batch = describe(source if sliced else source[:size])
         if not batch:
             return total
         ended = end_described(
@@ -178,6 +193,14 @@ def end_matching(
             return total
 
 
+def _dropper(forget: Forget) -> Callable[[list[str]], None] | None:
+    from user_sessions.models import _forget_cached
+
+    if callable(forget):
+        return forget
+    return _forget_cached() if forget else None
+
+
 def _ending(names: tuple[str, ...], row: tuple[Any, ...]) -> Ending:
     values = dict(zip(names, row, strict=True))
     if "user" in values:
@@ -194,7 +217,7 @@ def end_described(
     ended_by: EndedBy = EndedBy.SYSTEM,
     by_handle: str | None = None,
     still: Q | None = None,
-    forget: bool = True,
+    forget: Forget = True,
 ) -> int:
     """End the sessions ``endings`` describe (the caller read them); returns how many ended.
 
@@ -202,7 +225,6 @@ def end_described(
     costs no SELECT.
     """
     from user_sessions import history
-    from user_sessions.models import _forget_cached
 
     if not endings:
         return 0
@@ -214,9 +236,11 @@ def end_described(
     # Django's delete, so a site's delete signals still fire.
     _total, counts = models.QuerySet.delete(rows)
     ended = counts.get(model._meta.label, 0)
-    if forget and (drop := _forget_cached()):
+    if drop := _dropper(forget):
         drop(keys)
-    if ended < len(endings):
+    if not ended:
+        endings = []
+    elif ended < len(endings):
         # Some were not deleted here (saved since, or ended by another
         # request): only the rows gone now were ended by this call.
         alive = set(

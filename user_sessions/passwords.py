@@ -28,6 +28,8 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db import transaction
 from django.utils.crypto import constant_time_compare
 
+from user_sessions.events import EndedBy, Reason
+
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
 
@@ -62,7 +64,11 @@ def release() -> SessionBase | None:
     if session.session_key is not None and not hash_verifies(
         binding.changed, session.get(HASH_SESSION_KEY)
     ):
-        session.flush()
+        flush_as = getattr(session, "flush_as", None)
+        if flush_as is not None:
+            flush_as(Reason.PASSWORD_CHANGED)
+        else:
+            session.flush()
     return session
 
 
@@ -95,11 +101,15 @@ def _batches(keys: Iterable[str]) -> Iterable[list[str]]:
         yield batch
 
 
-def end_unverifiable_sessions(user: Any, keep: str | None = None) -> int:
+def end_unverifiable_sessions(
+    user: Any, keep: str | None = None, *, by_handle: str | None = None
+) -> int:
     """Sign out every session of ``user`` whose auth hash no longer verifies.
 
-    ``keep`` names a session key to leave alone. Returns how many ended.
+    ``keep`` names a session key to leave alone; ``by_handle`` the session
+    that changed the password, if one of the user's did. Returns how many ended.
     """
+    from user_sessions.endings import end_sessions
     from user_sessions.models import get_session_model
 
     model = get_session_model()
@@ -114,9 +124,15 @@ def end_unverifiable_sessions(user: Any, keep: str | None = None) -> int:
         for key, data in rows
         if key != keep and not hash_verifies(user, decoder.decode(data).get(HASH_SESSION_KEY))
     )
+    ended_by = EndedBy.USER if by_handle is not None else EndedBy.SYSTEM
     ended = 0
     for batch in _batches(stale):
-        ended += model.objects.filter(session_key__in=batch).revoke()
+        ended += end_sessions(
+            model.objects.filter(session_key__in=batch),
+            Reason.PASSWORD_CHANGED,
+            ended_by=ended_by,
+            by_handle=by_handle,
+        )
     return ended
 
 
@@ -152,12 +168,14 @@ def on_user_saved(
         binding = None
 
     def end() -> None:
-        keep = None
+        keep = by_handle = None
         if binding is not None:
             # Its key now: update_session_auth_hash() may have re-keyed it since.
             keep = binding.session.session_key
             binding.changed = instance
-        end_unverifiable_sessions(instance, keep=keep)
+            current_handle = getattr(binding.session, "current_handle", None)
+            by_handle = current_handle() if current_handle is not None else None
+        end_unverifiable_sessions(instance, keep=keep, by_handle=by_handle)
 
     # A change that is rolled back (ATOMIC_REQUESTS, a later step of the view
     # failing) changed no password, so it ends no session; the rows would come

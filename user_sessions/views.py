@@ -27,6 +27,7 @@ from django.views.decorators.cache import never_cache
 from django_htmx.http import HttpResponseClientRedirect
 
 from user_sessions import throttle
+from user_sessions.events import EndedBy, Reason
 from user_sessions.forms import ConfirmPasswordForm
 from user_sessions.models import Session, get_session_model
 from user_sessions.paging import Cursor
@@ -62,6 +63,12 @@ __all__ = [
 PAGE_BASE_TEMPLATE = "user_sessions/base.html"
 # Used when the site has no ``base.html`` for the shim to extend.
 STANDALONE_BASE_TEMPLATE = "user_sessions/standalone.html"
+
+
+def current_handle(request: HttpRequest) -> str | None:
+    """The handle of the session making this request: who signed the others out."""
+    find = getattr(request.session, "current_handle", None)
+    return find() if find is not None else None
 
 
 def logout_redirect_url() -> str:
@@ -312,7 +319,11 @@ class SessionDeleteView(ConfirmedSignOutView):
     def sign_out(self) -> str:
         session = self.target()
         device = session.device or gettext("Unknown device")
-        session.revoke()
+        session.revoke(
+            Reason.SIGNED_OUT_ELSEWHERE,
+            ended_by=EndedBy.USER,
+            by_handle=current_handle(self.request),
+        )
         return gettext("%(device)s was signed out.") % {"device": device}
 
 
@@ -336,7 +347,11 @@ class SessionDeleteOtherView(ConfirmedSignOutView):
             .objects.active()
             .filter(user=self.user, created_at__lte=self.started_at)
             .exclude(session_key=self.request.session.session_key)
-            .revoke()
+            .revoke(
+                Reason.SIGNED_OUT_ALL_OTHERS,
+                ended_by=EndedBy.USER,
+                by_handle=current_handle(self.request),
+            )
         )
         return ngettext(
             "%(count)d other session was signed out.",

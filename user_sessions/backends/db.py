@@ -24,10 +24,11 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.db import DatabaseError, IntegrityError, models, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -40,10 +41,13 @@ from user_sessions.client import (
     get_user_agent,
 )
 from user_sessions.conf import app_settings
+from user_sessions.events import EndedBy, Reason
+from user_sessions.passwords import hash_verifies
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
+    from user_sessions.endings import Ending, Forget
     from user_sessions.models import Session
 
 logger = logging.getLogger("user_sessions.backends")
@@ -186,6 +190,14 @@ class SessionStore(SessionBase):
             self._client_hints = get_client_hints(request) if request is not None else None
         return self._client_hints  # type: ignore[return-value]
 
+    # What flush() learnt for the delete() it calls (see _prepare_ending).
+    _ending: Ending | None = None
+    _ending_reason: tuple[Reason, EndedBy] = (Reason.LOGOUT, EndedBy.USER)
+    # The key, handle and sign-in time of the row this request read.
+    _identity: tuple[str, str | None, datetime.datetime | None] | None = None
+    #: Why the next flush() ends the session; None: worked out (see _prepare_ending).
+    ending_reason: Reason | None = None
+
     @classmethod
     def get_model_class(cls) -> type[Session]:
         from user_sessions.models import Session
@@ -268,11 +280,34 @@ class SessionStore(SessionBase):
             )
             obj = None
         if obj is None:
+            self._end_if_expired(key, using, now)
             self._session_key = None
             return None
         self._remember(obj)
         self.signed_in_at = getattr(obj, "created_at", None)
+        # Who the row is, for the record if this request ends it (flush()).
+        self._identity = (key, getattr(obj, "handle", None), getattr(obj, "created_at", None))
         return obj
+
+    def _end_if_expired(self, key: str, using: str, now: datetime.datetime) -> None:
+        """A cookie naming an expired row ends it now, not at the next ``clearsessions``.
+
+        Only when someone hears of it (history, a ``session_ended`` receiver):
+        then a request with a dead cookie costs a SELECT more. Nobody
+        listening, the row waits for ``clearsessions`` as before.
+        """
+        from user_sessions import endings
+
+        if not self._validate_session_key(key) or not endings.heard():
+            return
+        expired = Q(expire_date__lte=now)
+        endings.end_matching(
+            self.model._base_manager.using(using).filter(expired, session_key=key),
+            Reason.EXPIRED,
+            still=expired,
+            # A cached copy of an expired session expired with it.
+            forget=False,
+        )
 
     def load(self) -> dict[str, Any]:
         obj = self._get_session_from_db()
@@ -501,7 +536,136 @@ class SessionStore(SessionBase):
             if self.session_key is None:
                 return
             session_key = self.session_key
-        self.model.objects.filter(session_key=session_key).delete()
+        ending, self._ending = self._ending, None
+        if ending is not None and ending.session_key == session_key:
+            self._end(ending)
+        else:
+            # Not an ending that anyone hears of: an anonymous visit's key
+            # given up at sign-in, or a key named outright.
+            self._delete_row(session_key)
+
+    def _delete_row(self, session_key: str) -> None:
+        models.QuerySet.delete(self.model._base_manager.filter(session_key=session_key))
+
+    def _forget_ended(self) -> Forget:
+        """How cached copies of an ended session go: the engine's way."""
+        return True
+
+    # -- ending: flush() is a logout, or a password that no longer verifies --
+
+    def flush(self) -> None:
+        self._prepare_ending()
+        super().flush()
+
+    async def aflush(self) -> None:
+        await sync_to_async(self._prepare_ending)()
+        await super().aflush()
+
+    def flush_as(self, reason: Reason) -> None:
+        """``flush()`` recording ``reason``: this request ended its own session."""
+        self.ending_reason = reason
+        try:
+            self.flush()
+        finally:
+            self.ending_reason = None
+
+    def _prepare_ending(self) -> None:
+        """Before flush() empties the data: whose session ends, and why.
+
+        Django flushes a session at logout, at a sign-in as someone else, and
+        when its auth hash no longer verifies (the password changed
+        elsewhere); the hash tells the last apart, checked against the user
+        this request already has where it can.
+        """
+        from user_sessions import endings
+
+        self._ending = None
+        key = self.session_key
+        if key is None or not endings.heard():
+            return
+        loaded = hasattr(self, "_session_cache")
+        # Never loaded: the row says whose it was (read then, not now).
+        data: dict[str, Any] = self._session_cache if loaded else {}
+        owner_id = self._owner_id(data)
+        if owner_id is None and loaded:
+            return  # anonymous: nobody to tell
+        reason = self.ending_reason
+        ended_by = EndedBy.USER
+        if reason is None and owner_id is not None:
+            user = self._known_user(owner_id)
+            if user is None:
+                return  # the owner is gone, and their history with them
+            if hasattr(user, "get_session_auth_hash") and not hash_verifies(
+                user, data.get(HASH_SESSION_KEY)
+            ):
+                reason, ended_by = Reason.PASSWORD_CHANGED, EndedBy.SYSTEM
+        identity = self._identity if self._identity and self._identity[0] == key else None
+        row = self._row
+        known = owner_id is not None and identity is not None and row is not None
+        self._ending = endings.Ending(
+            session_key=key,
+            user_id=owner_id,
+            handle=identity[1] if known and identity else None,
+            ip=row.ip if known and row else None,
+            user_agent=row.user_agent if known and row else None,
+            client_hints=row.client_hints if known and row else None,
+            created_at=identity[2] if known and identity else None,
+            last_activity=row.last_activity if known and row else None,
+        )
+        self._ending_reason = (reason or Reason.LOGOUT, ended_by)
+
+    def current_handle(self) -> str | None:
+        """This session's public handle: as read this request, else looked up (one query)."""
+        key = self.session_key
+        if key is None:
+            return None
+        if self._identity is not None and self._identity[0] == key:
+            return self._identity[1]
+        if "handle" not in model_columns(self.model):
+            return None
+        handle: str | None = (
+            self.model._base_manager.using(router.db_for_write(self.model))
+            .filter(pk=key)
+            .values_list("handle", flat=True)
+            .first()
+        )
+        return handle
+
+    def _known_user(self, owner_id: Any) -> Any:
+        """The owner as this request has it already (no query), else as stored."""
+        request = self._request
+        for name in ("_cached_user", "_acached_user"):
+            user = getattr(request, name, None) if request is not None else None
+            if user is not None and user.is_authenticated and str(user.pk) == str(owner_id):
+                return user
+        owner = self.owner_row
+        if owner is not None and str(owner.pk) == str(owner_id):
+            return owner
+        user_model = get_user_model()
+        return user_model._default_manager.filter(pk=owner_id).first()
+
+    def _end(self, ending: Ending) -> None:
+        from user_sessions import endings
+
+        reason, ended_by = self._ending_reason
+        model = self.model
+        using = router.db_for_write(model)
+        if ending.handle is None:
+            # Served from a cache, or never loaded: the row says who it was.
+            found = endings.describe(model._base_manager.using(using).filter(pk=ending.session_key))
+            if not found:
+                return  # ended meanwhile
+            ending = found[0]
+        endings.end_described(
+            model,
+            using,
+            [ending],
+            reason,
+            ended_by=ended_by,
+            # Ended by its own request: a logout, or the password changed here.
+            by_handle=ending.handle if ended_by == EndedBy.USER else None,
+            forget=self._forget_ended(),
+        )
 
     # -- activity --------------------------------------------------------
 
@@ -562,9 +726,20 @@ class SessionStore(SessionBase):
     @classmethod
     def clear_expired(cls) -> int:  # type: ignore[override]
         """Delete expired rows in bounded batches; returns how many went."""
+        from user_sessions import endings
+
         model = cls.get_model_class()
         now = timezone.now()
         using = router.db_for_write(model)
+        if endings.heard():
+            # Each owned session ends with a record and an event (EXPIRED).
+            expired = Q(expire_date__lte=now)
+            return endings.end_matching(
+                model.objects.using(using).filter(expired).order_by("expire_date"),
+                Reason.EXPIRED,
+                still=expired,
+                forget=False,
+            )
         total = 0
         while True:
             # Oldest first, by the expire_date index: without an order,
