@@ -183,6 +183,16 @@ class Settings:
         return self._whole_number("WIDGET_LIMIT", 10, minimum=1, unit=" of sessions")
 
     @property
+    def HISTORY_DAYS(self) -> int:
+        """Days a record of an ended session is kept (``user_sessions.history``); 0: none kept."""
+        return self._whole_number("HISTORY_DAYS", 90, minimum=0, unit=" of days")
+
+    @property
+    def HISTORY_WIDGET_LIMIT(self) -> int:
+        """Ended sessions the widget's "Recent activity" lists; 0 leaves the section out."""
+        return self._whole_number("HISTORY_WIDGET_LIMIT", 5, minimum=0, unit=" of sessions")
+
+    @property
     def REQUIRE_PASSWORD(self) -> str | None:
         """``"others"``: signing out any session but the one in use asks for the password.
 
