@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from user_sessions import stream, views
+from user_sessions import api, stream, views
 from user_sessions import report as report_views
 
 app_name = "user_sessions"
@@ -19,4 +19,10 @@ urlpatterns: list[URLPattern] = [
     # "This wasn't me" from a sign-in alert; the token is signed (user_sessions.alerts).
     path("report/done/", report_views.ReportDoneView.as_view(), name="report_done"),
     path("report/<str:token>/", report_views.ReportView.as_view(), name="report"),
+    # The JSON API (user_sessions.api); its OpenAPI document describes each path.
+    path("api/sessions/", api.SessionListApiView.as_view(), name="api_session_list"),
+    # Before the handle pattern, as above.
+    path("api/sessions/others/", api.OtherSessionsApiView.as_view(), name="api_session_others"),
+    path("api/sessions/<str:handle>/", api.SessionApiView.as_view(), name="api_session"),
+    path("api/openapi.json", api.OpenApiView.as_view(), name="api_schema"),
 ]
