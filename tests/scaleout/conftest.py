@@ -171,7 +171,7 @@ class RedisReplication:
     def attach(self) -> None:
         self.replica.execute_command("REPLICAOF", "127.0.0.1", self.primary_port)
         _wait(
-            lambda: b"master_link_status:up" in self.replica.execute_command("INFO", "replication"),
+            lambda: self.replica.info("replication").get("master_link_status") == "up",
             "the Redis replica reconnecting",
         )
         self.synced()

@@ -334,6 +334,8 @@ class RedisServer:
             str(server.directory),
             "--save",
             "",
+            "--repl-diskless-sync-delay",
+            "0",
             "--appendonly",
             "no",
             "--daemonize",

@@ -41,12 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
-from django.core.cache import BaseCache, caches
+from django.core.cache import BaseCache
 from django.db import DatabaseError, models, router, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from user_sessions.backends import db
+from user_sessions.backends.primary_cache import primary_cache
 from user_sessions.client import anonymize_ip
 from user_sessions.conf import app_settings
 from user_sessions.models import Session
@@ -85,8 +86,12 @@ CACHE_WRITES = frozenset({"set", "add"})
 
 
 def session_cache() -> BaseCache:
-    """The cache of ``SESSION_CACHE_ALIAS``, as Django's cached stores use it."""
-    return caches[settings.SESSION_CACHE_ALIAS]
+    """The cache of ``SESSION_CACHE_ALIAS``, as Django's cached stores use it.
+
+    For Django's Redis cache with replicas, reads go to the primary as writes
+    do: a replica may lag behind a revoke or a save (see ``primary_cache``).
+    """
+    return primary_cache(settings.SESSION_CACHE_ALIAS)
 
 
 def _cache_key(session_key: str) -> str:
