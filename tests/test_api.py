@@ -904,3 +904,37 @@ def test_the_document_is_shipped_in_the_package() -> None:
 
     assert resources.files("user_sessions").joinpath("openapi.json").is_file()
     assert reverse("user_sessions:api_schema") == SCHEMA
+
+
+# Under ASGI ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_same_answers_under_asgi(user: AbstractBaseUser, phone: Client) -> None:
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    target = session_of(phone).handle
+
+    async def requests() -> list[tuple[HttpResponse, str, str]]:
+        client = AsyncClient()
+        signed_out = await client.get(LIST)
+        await client.aforce_login(user)
+        listed = await client.get(LIST)
+        bad = await client.delete(OTHERS, "{", content_type="application/json")
+        ended = await client.delete(one(target), "{}", content_type="application/json")
+        return [
+            (signed_out, LIST, "GET"),
+            (listed, LIST, "GET"),
+            (bad, OTHERS, "DELETE"),
+            (ended, one(target), "DELETE"),
+        ]
+
+    remember_keys()
+    answers = [(r.status_code, check(r, p, m)) for r, p, m in async_to_sync(requests)()]
+    (out, _), (listed, body), (bad, error), (ended, result) = answers
+
+    assert (out, listed, bad, ended) == (401, 200, 400, 200)
+    assert len(body["sessions"]) == 2
+    assert code(error) == "invalid_json"
+    assert result == {"ended": 1, "signed_out": False}
