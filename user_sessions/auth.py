@@ -133,12 +133,36 @@ def _read_owner(session: Any) -> bool:
     return read_owner is not None and bool(read_owner())
 
 
+def _read_owner_from_primary(session: Any) -> bool:
+    """Read the owner where users are written, when the router reads them elsewhere.
+
+    A cache hit brings no owner row, and Django's ``get_user()`` would read
+    it from a read replica, whose row may predate a password change: the
+    session that changed it would be signed out (its new hash fails against
+    the old row). The same single query, on the primary; False if no row.
+    """
+    if not isinstance(session, SessionStore) or session.owner_row is not None:
+        return False
+    user_model = auth.get_user_model()
+    using = router.db_for_write(user_model)
+    if using == router.db_for_read(user_model) or not plain_manager(user_model._default_manager):
+        return False
+    try:
+        user_id = user_model._meta.pk.to_python(session[SESSION_KEY])
+    except (KeyError, ValidationError, TypeError, ValueError):
+        return False
+    session.owner_row = user_model._default_manager.using(using).filter(pk=user_id).first()
+    return session.owner_row is not None
+
+
 def get_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
     """``django.contrib.auth.get_user()``, without its user query when the join allows."""
     # Reading the key loads the session (and its owner) if nothing did yet.
     if SESSION_KEY in request.session:
         user = joined_user(request)
         if user is None and _read_owner(request.session):
+            user = joined_user(request)
+        if user is None and _read_owner_from_primary(request.session):
             user = joined_user(request)
         if user is not None:
             return user
@@ -155,6 +179,8 @@ async def aget_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
             and getattr(session, "wants_owner", False)
             and await sync_to_async(_read_owner)(session)
         ):
+            user = joined_user(request)
+        if user is None and await sync_to_async(_read_owner_from_primary)(session):
             user = joined_user(request)
         if user is not None:
             return user
