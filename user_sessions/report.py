@@ -22,6 +22,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch, reverse
@@ -92,6 +93,12 @@ class ReportView(View):
         except signing.SignatureExpired:
             return self.invalid(expired=True)
         except signing.BadSignature:
+            return self.invalid(expired=False)
+        owner_key = get_session_model()._meta.get_field("user").target_field  # type: ignore[union-attr]
+        try:
+            owner_key.to_python(self.claim.user_id)
+        except ValidationError:
+            # Signed here, but for a user model whose keys look otherwise.
             return self.invalid(expired=False)
         return super().dispatch(request, *args, **kwargs)
 
