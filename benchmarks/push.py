@@ -90,6 +90,7 @@ class Site:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "example_site.settings",
             "EXAMPLE_DB_PATH": str(workdir / "db.sqlite3"),
             "EXAMPLE_FAST_HASHER": "1",
             "EXAMPLE_QUIET_SERVER": "1",
