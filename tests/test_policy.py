@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
@@ -392,6 +392,35 @@ def test_a_session_ends_at_its_lifetime_however_active(
     assert reasons(ended) == [(Reason.LIFETIME, session.handle)]
 
 
+def test_the_lifetime_counts_from_sign_in_across_a_password_change(
+    engine: str,
+    settings,
+    user: Any,
+    auth_client: Client,
+    clock: Clock,
+    ended: list[SessionEvent],
+):
+    settings.USER_SESSIONS_LIFETIME = 3600
+    session = Session.objects.get(user=user)
+    clock.set(session.created_at + datetime.timedelta(minutes=30))
+    response = auth_client.post(
+        "/password/change/",
+        {
+            "old_password": "secret-password",
+            "new_password1": "a-new-password-42",
+            "new_password2": "a-new-password-42",
+        },
+    )
+    assert response.status_code == 302
+    # Django cycled the key; the session (handle, sign-in time) goes on.
+    assert Session.objects.get(user=user).handle == session.handle
+    clock.set(session.created_at + datetime.timedelta(seconds=3600))
+    assert signed_in_as(auth_client) == str(user.pk)
+    clock.set(session.created_at + datetime.timedelta(seconds=3601))
+    assert signed_in_as(auth_client) == ""
+    assert reasons(ended) == [(Reason.LIFETIME, session.handle)]
+
+
 def test_the_limit_reached_first_names_the_reason(user: Any):
     adapter = StaffPolicy()  # user is not staff: the settings, below
     start = timezone.now()
@@ -539,13 +568,13 @@ def held_before_the_lock(arrived: threading.Barrier) -> Iterator[None]:
         yield
 
 
-def race_sign_ins(clients: list[Client], user: Any) -> list[Any]:
+def race_sign_ins(clients: list[Client], user: Any, *, hold: bool = True) -> list[Any]:
     arrived = threading.Barrier(len(clients))
     results: list[Any] = [None] * len(clients)
 
     def run(index: int) -> None:
         try:
-            with held_before_the_lock(arrived):
+            with held_before_the_lock(arrived) if hold else nullcontext():
                 results[index] = clients[index].post(
                     "/login/", {"username": user.username, "password": "secret-password"}
                 )
@@ -596,3 +625,30 @@ def test_parallel_sign_ins_keep_to_the_cap_and_never_end_each_other_all(
     assert Session.objects.filter(user=user).count() == cap
     assert len(events) == racing + 1 - cap
     assert {event.reason for event in events} == {Reason.EVICTED}
+
+
+@needs_threads
+@pytest.mark.django_db(transaction=True)
+def test_parallel_sign_ins_with_atomic_requests_keep_to_the_cap(
+    engine: str,
+    settings,
+    user: Any,
+    browser_factory: Callable[..., Client],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Each sign-in in one transaction: its lock is held to the end, and nothing deadlocks.
+
+    Not held at the lock here: Django's update_last_login already makes the
+    second sign-in wait for the first to commit, before it reaches the cap.
+    """
+    from django.db import connections
+
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    settings.USER_SESSIONS_MAX_SESSIONS = 2
+    old = sign_in(browser_factory(ip="198.51.100.1"), user)
+    clients = [browser_factory(ip=f"198.51.100.{10 + n}") for n in range(4)]
+    results = race_sign_ins(clients, user, hold=False)
+    assert all(getattr(result, "status_code", None) in (302, 400) for result in results), results
+    assert len([client for client in clients if signed_in_as(client) == str(user.pk)]) == 2
+    assert signed_in_as(old) == ""
+    assert Session.objects.filter(user=user).count() == 2
