@@ -219,6 +219,7 @@ def test_an_expired_session_found_at_access_ends_as_expired(
 
 def test_a_dead_cookie_costs_no_more_when_nobody_listens(sign_in: Any, user: Any, settings: Any):
     settings.SESSION_ENGINE = "user_sessions.backends.db"
+    settings.USER_SESSIONS_HISTORY_DAYS = 0
     client = sign_in(user)
     Session.objects.update(expire_date=timezone.now() - datetime.timedelta(seconds=1))
     with CaptureQueriesContext(connection) as queries:
@@ -335,6 +336,7 @@ def test_queryset_delete_reads_rows_only_for_someone_listening(
     heard: Any, sign_in: Any, user: Any, settings: Any
 ):
     settings.SESSION_ENGINE = "user_sessions.backends.db"
+    settings.USER_SESSIONS_HISTORY_DAYS = 0
     sign_in(user)
     with heard(), CaptureQueriesContext(connection) as queries:
         Session.objects.all().delete()

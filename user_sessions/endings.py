@@ -147,6 +147,7 @@ def end_matching(
     by_handle: str | None = None,
     still: Q | None = None,
     forget: Forget = True,
+    batch: int = BATCH_SIZE,
 ) -> int:
     """:func:`end_sessions` with the options housekeeping and the stores need.
 
@@ -154,6 +155,7 @@ def end_matching(
     rechecked: a session saved since the SELECT lives on). ``forget``: False
     leaves cached copies alone (expired ones expire in the cache too); a
     callable drops them instead of the engine's ``forget`` (a store's own).
+    ``batch``: rows per round at most.
     """
     model = sessions.model
     # Read where the rows will be deleted: a replica may lag behind.
@@ -168,7 +170,7 @@ def end_matching(
         if drop and keys:
             drop(keys)
         return int(counts.get(model._meta.label, 0))
-    size = batch_size(using)
+    size = min(batch, batch_size(using))
     source = sessions.using(using)
     # A slice cannot be narrowed down batch by batch: it is read once.
     sliced = source.query.is_sliced

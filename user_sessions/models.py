@@ -175,7 +175,39 @@ class SessionManager(BaseSessionManager.from_queryset(SessionQuerySet)):  # type
         return cast("AbstractSession", self.get(session_key=session_key))
 
 
-class AbstractSession(AbstractBaseSession):
+class ClientLabels:
+    """Device and place labels from the ``user_agent``, ``client_hints`` and ``ip`` columns."""
+
+    user_agent: str | None
+    client_hints: str | None
+    ip: str | None
+
+    @property
+    def device(self) -> str | None:
+        from user_sessions.devices import device_label
+
+        return device_label(self.user_agent, self.client_hints)
+
+    @property
+    def device_kind(self) -> str:
+        """``"desktop"``, ``"phone"``, ``"tablet"``, ``"bot"`` or ``"unknown"``: which icon."""
+        from user_sessions.devices import device_kind
+
+        return device_kind(self.user_agent, self.client_hints)
+
+    @property
+    def location(self) -> str | None:
+        from user_sessions.devices import location_label
+
+        return location_label(self.ip)
+
+    def geo(self) -> Location | None:
+        from user_sessions.devices import lookup_ip
+
+        return lookup_ip(self.ip)
+
+
+class AbstractSession(ClientLabels, AbstractBaseSession):
     """A session with an owner, where it comes from and when it was used.
 
     ``session_key``, ``session_data`` and ``expire_date`` come from Django's
@@ -265,30 +297,6 @@ class AbstractSession(AbstractBaseSession):
     def is_active(self) -> bool:
         return self.expire_date > timezone.now()
 
-    @property
-    def device(self) -> str | None:
-        from user_sessions.devices import device_label
-
-        return device_label(self.user_agent, self.client_hints)
-
-    @property
-    def device_kind(self) -> str:
-        """``"desktop"``, ``"phone"``, ``"tablet"``, ``"bot"`` or ``"unknown"``: which icon."""
-        from user_sessions.devices import device_kind
-
-        return device_kind(self.user_agent, self.client_hints)
-
-    @property
-    def location(self) -> str | None:
-        from user_sessions.devices import location_label
-
-        return location_label(self.ip)
-
-    def geo(self) -> Location | None:
-        from user_sessions.devices import lookup_ip
-
-        return lookup_ip(self.ip)
-
 
 class Session(AbstractSession):
     """The package's session model.
@@ -313,6 +321,50 @@ class Session(AbstractSession):
         indexes = [
             models.Index(fields=["user", "-last_activity"], name="user_sessions_user_recent"),
         ]
+
+
+class EndedSession(ClientLabels, models.Model):
+    """A session that ended: whose, from where, when, why and by whom. Never its key.
+
+    ``user_sessions.endings`` writes one for each session of a user that ends
+    while ``USER_SESSIONS_HISTORY_DAYS`` is above 0; ``clearsessions`` drops
+    records older than that. The client columns are the session's last ones
+    (the address under ``USER_SESSIONS_IP_PRIVACY`` as it is when recorded).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="ended_sessions",
+        verbose_name=_("user"),
+    )
+    handle = models.CharField(_("handle"), max_length=32)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=400, null=True, blank=True)
+    client_hints = models.CharField(_("client hints"), max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(_("signed in"), null=True, blank=True)
+    last_activity = models.DateTimeField(_("last activity"), null=True, blank=True)
+    # Translators: admin column: the date and time a session ended.
+    ended_at = models.DateTimeField(_("ended"), default=timezone.now)
+    reason = models.CharField(_("reason"), max_length=32, choices=Reason.choices)
+    # Translators: admin column: who ended a session (you, an administrator, the site).
+    ended_by = models.CharField(_("ended by"), max_length=16, choices=EndedBy.choices)
+    # Translators: admin field: the handle of the session a sign-out was made from.
+    by_handle = models.CharField(_("ended from"), max_length=32, null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("ended session")
+        verbose_name_plural = _("ended sessions")
+        indexes = [
+            # A user's recent endings, newest first: what the widget lists.
+            models.Index(fields=["user", "-ended_at"], name="user_sessions_ended_recent"),
+            # What clearsessions prunes, oldest first.
+            models.Index(fields=["ended_at"], name="user_sessions_ended_at"),
+        ]
+
+    def __str__(self) -> str:
+        return self.handle
 
 
 def get_session_model() -> type[AbstractSession]:

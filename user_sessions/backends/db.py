@@ -739,6 +739,7 @@ class SessionStore(SessionBase):
                 Reason.EXPIRED,
                 still=expired,
                 forget=False,
+                batch=CLEAR_EXPIRED_BATCH_SIZE,
             )
         total = 0
         while True:
