@@ -9,11 +9,12 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -491,6 +492,25 @@ def test_async_requests_end_idle_sessions_too(
     clock.set(clock.now + datetime.timedelta(seconds=601))
     assert auth_client.get("/async/read/").content == b"user="
     assert [event.reason for event in ended] == [Reason.IDLE]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_asgi_request_ends_an_idle_session(
+    engine: str, settings, user: Any, clock: Clock, ended: list[SessionEvent]
+):
+    settings.USER_SESSIONS_IDLE_TIMEOUT = 600
+
+    async def scenario() -> tuple[bytes, bytes]:
+        client = AsyncClient()
+        await client.aforce_login(user)
+        before = (await client.get("/async/read/")).content
+        clock.set(clock.now + datetime.timedelta(seconds=700))
+        after = (await client.get("/async/read/")).content
+        return before, after
+
+    assert async_to_sync(scenario)() == (f"user={user.pk}".encode(), b"user=")
+    assert [event.reason for event in ended] == [Reason.IDLE]
+    assert not Session.objects.exists()
 
 
 def test_a_normal_request_costs_the_same_with_every_limit_on(
