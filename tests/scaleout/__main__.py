@@ -12,7 +12,8 @@ primary and its streaming replica, PgBouncer in transaction pooling mode in
 front of the primary, a Redis primary and its replica. The parts:
 
 * ``replicas``: ``tests/scaleout/`` (read your writes with a lagging
-  PostgreSQL replica and a lagging Redis replica);
+  PostgreSQL replica and a lagging Redis replica; the store behind PgBouncer
+  outside test transactions);
 * ``pgbouncer``: the suite's PostgreSQL tests of ``PGBOUNCER_SUITE`` through
   PgBouncer, with psycopg's server-side binding off, then on.
 
@@ -109,7 +110,7 @@ def run(parts: list[str], extra: list[str]) -> int:
                 lambda: RedisServer.start(servers.root, replica_of=redis_primary),  # type: ignore[arg-type]
             )
         bouncer = None
-        if primary is not None and "pgbouncer" in parts:
+        if primary is not None:
             bouncer = start(
                 servers,
                 "PgBouncer",
@@ -122,10 +123,18 @@ def run(parts: list[str], extra: list[str]) -> int:
                 env["SCALEOUT_PG_PRIMARY_PORT"] = str(primary.port)
             if isinstance(pg_replica, PostgresCluster):
                 env["SCALEOUT_PG_REPLICA_PORT"] = str(pg_replica.port)
+            if isinstance(bouncer, PgBouncer):
+                env["SCALEOUT_PGBOUNCER_PORT"] = str(bouncer.port)
             if isinstance(redis_primary, RedisServer) and isinstance(redis_replica, RedisServer):
                 env["SCALEOUT_REDIS_PRIMARY_PORT"] = str(redis_primary.port)
                 env["SCALEOUT_REDIS_REPLICA_PORT"] = str(redis_replica.port)
-            label = f"scale-out: PostgreSQL replica + Redis replica [{version}]"
+            label = f"scale-out: PostgreSQL replica, Redis replica, PgBouncer [{version}]"
+            if bouncer is None:
+                result(
+                    "SKIP",
+                    f"scale-out: PgBouncer tests in tests/scaleout [{version}]",
+                    "could not start PgBouncer (see above)",
+                )
             if primary is None or pg_replica is None or redis_replica is None:
                 missing = [
                     name

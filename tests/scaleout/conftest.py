@@ -17,9 +17,13 @@ from django.conf import settings
 from django.core.cache import caches
 
 CATCH_UP_TIMEOUT = 15.0
+# Aliases that reach the test database through another server (no test
+# database of their own is made there).
+FOLLOWERS = ("replica", "pooled", "pooled_bound", "pooled_prepared")
 NEEDS = {
     "replica": ("SCALEOUT_PG_REPLICA_PORT", "a PostgreSQL primary and streaming replica"),
     "redis_replica": ("SCALEOUT_REDIS_REPLICA_PORT", "a Redis primary and replica"),
+    "pooled": ("SCALEOUT_PGBOUNCER_PORT", "PgBouncer in front of a PostgreSQL primary"),
 }
 
 
@@ -114,11 +118,18 @@ def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
         default = connections["default"]
         old_name = default.settings_dict["NAME"]
         name = default.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        connections["replica"].settings_dict["NAME"] = name
+        for alias in FOLLOWERS:
+            if alias in connections:
+                connections[alias].settings_dict["NAME"] = name
     yield
     with django_db_blocker.unblock():
-        connections["replica"].close()
-        default.creation.destroy_test_db(old_name, verbosity=0)
+        for alias in connections:
+            connections[alias].close()
+        # PgBouncer keeps server connections to it: Django's plain DROP
+        # DATABASE would wait for them.
+        with default._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        default.settings_dict["NAME"] = old_name
 
 
 @pytest.fixture

@@ -240,6 +240,16 @@ class PostgresCluster:
         )
 
 
+def pgbouncer_version(binary: str) -> str:
+    """``1.18.0`` for PgBouncer 1.18.0."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0].split()[-1] if out else "0"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 @dataclass
 class PgBouncer:
     """PgBouncer in transaction pooling mode in front of ``upstream_port``."""
@@ -275,7 +285,18 @@ class PgBouncer:
             # Databases are created and dropped through it (test databases):
             # idle server connections must not hold them open for long.
             "server_idle_timeout = 2\n"
-            "ignore_startup_parameters = extra_float_digits,options\n"
+            # Each transaction on the next idle server connection, not the one
+            # used last: anything that assumes a connection keeps state (a
+            # prepared statement, a cursor, a SET) fails at once, not by chance.
+            "server_round_robin = 1\n"
+            "min_pool_size = 3\n"
+            + (
+                # Protocol-level prepared statements (PgBouncer 1.21+).
+                "max_prepared_statements = 100\n"
+                if version_tuple(pgbouncer_version(binary)) >= (1, 21)
+                else ""
+            )
+            + "ignore_startup_parameters = extra_float_digits,options\n"
             "admin_users = postgres\n"
         )
         (bouncer.directory / "users.txt").write_text('"postgres" ""\n')
@@ -289,13 +310,7 @@ class PgBouncer:
         return bouncer
 
     def version(self) -> str:
-        out = subprocess.run(
-            [shutil.which("pgbouncer") or "pgbouncer", "--version"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        return out.splitlines()[0].split()[-1] if out else "unknown"
+        return pgbouncer_version(shutil.which("pgbouncer") or "pgbouncer")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

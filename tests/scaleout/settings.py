@@ -28,6 +28,23 @@ DATABASES = {
     "replica": {**_database, "PORT": os.environ.get("SCALEOUT_PG_REPLICA_PORT", _primary)},
 }
 
+# The primary through PgBouncer (transaction pooling), as each variant a
+# site may run: Django's default client-side binding; psycopg's server-side
+# binding; server-side binding with prepared statements. Each sets Django's
+# DISABLE_SERVER_SIDE_CURSORS, required for transaction pooling. NAMEs are
+# set with the replica's.
+_bouncer = os.environ.get("SCALEOUT_PGBOUNCER_PORT")
+if _bouncer:
+    _pooled = {**_database, "PORT": _bouncer, "DISABLE_SERVER_SIDE_CURSORS": True}
+    DATABASES |= {
+        "pooled": _pooled,
+        "pooled_bound": {**_pooled, "OPTIONS": {"server_side_binding": True}},
+        "pooled_prepared": {
+            **_pooled,
+            "OPTIONS": {"server_side_binding": True, "prepare_threshold": 0},
+        },
+    }
+
 _redis = [
     f"redis://127.0.0.1:{port}/0"
     for port in (
