@@ -391,3 +391,18 @@ def test_parallel_requests_fill_the_cache_once(cached_user: None, user: Any) -> 
     assert first.wants_owner and second.wants_owner
     assert first.read_owner() and second.read_owner()
     assert whoami(client) == (f"user={user.pk}", 0)
+
+
+def test_session_naming_another_user_than_its_row(
+    cache_user: bool, user: Any, user_factory: Any
+) -> None:
+    # Data and owner column disagree (edited by hand): the data decides, as in Django.
+    other = user_factory()
+    client = Client()
+    key = login(client, user)
+    Session.objects.filter(pk=key).update(user=other)
+    cache.clear()
+    for _ in range(3):
+        assert whoami(client)[0] == f"user={user.pk}"
+    cached = cache.get(cached_db._owner_key(key))
+    assert cached is None or other.get_session_auth_hash() not in cached

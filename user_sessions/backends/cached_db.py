@@ -250,7 +250,7 @@ class SessionStore(db.SessionStore):
         # after our read must win.
         self._cache_call("add", cache_key, self._entry(data, self._row), self._timeout())
         if caches_owner and self.owner_row is not None:
-            self._offer_owner(self.owner_row)
+            self._offer_owner(self.owner_row, data)
         return data
 
     # -- the owner's row (USER_SESSIONS_CACHE_USER) --------------------------
@@ -331,16 +331,19 @@ class SessionStore(db.SessionStore):
             return False
         self.wants_owner = False
         self._clear_unusable_owner()
-        owner = self._fetch_owner(self._get_session())  # type: ignore[attr-defined]
+        data = self._get_session()  # type: ignore[attr-defined]
+        owner = self._fetch_owner(data)
         if owner is None:
             return False
         self.owner_row, self.owner_auth_hash = owner, None
-        self._offer_owner(owner)
+        self._offer_owner(owner, data)
         return True
 
-    def _offer_owner(self, owner: models.Model) -> None:
+    def _offer_owner(self, owner: models.Model, data: dict[str, Any]) -> None:
         """Cache a row just read, unless a marker says the user changed since."""
-        if self._owner_entry == STALE:
+        # Only the user the data names: the row's owner column, which the
+        # join follows, could name another if it was edited by hand.
+        if self._owner_entry == STALE or owner.pk != self._owner_id(data):
             return
         snapshot = self._owner_snapshot(owner)
         if snapshot is None:
@@ -378,7 +381,7 @@ class SessionStore(db.SessionStore):
             return  # gone: Django's get_user() finds no one either
         self.owner_row, self.owner_auth_hash = owner, None
         if not usable:
-            self._offer_owner(owner)
+            self._offer_owner(owner, data)
         elif cached != self._owner_snapshot(owner):
             # Changed behind the ORM's back. A marker rather than the new
             # copy: a change committing while this request runs would
