@@ -11,6 +11,10 @@ any query parameter as a lookup (``?session_key__startswith=a``), and whether
 a row stays tells a right guess from a wrong one. Only the declared filters'
 parameters are accepted; anything else is refused before it reaches the
 database, with the same "400 Bad Request" whatever its value.
+
+The history of ended sessions (``EndedSession``) is shown under the same
+rules, read-only: its records never held a key, and are written by
+``user_sessions.endings`` alone.
 """
 
 from __future__ import annotations
@@ -39,16 +43,16 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from user_sessions.events import EndedBy, Reason
-from user_sessions.models import Session, SessionQuerySet
+from user_sessions.models import EndedSession, Session, SessionQuerySet
 
 if TYPE_CHECKING:
     from django.contrib.admin.filters import _ListFilterChoices
     from django.db.models.query import _OrderByFieldName
     from django.utils.functional import _StrOrPromise
 
-    SessionModelAdmin = admin.ModelAdmin[Session]
+    ModelAdmin = admin.ModelAdmin[Any]
 else:
-    SessionModelAdmin = admin.ModelAdmin
+    ModelAdmin = admin.ModelAdmin
 
 # What the changelist reads besides its filters; the rest of Django's own
 # parameters (popups, ``_to_field``, the error flag) are not carried between pages.
@@ -97,12 +101,8 @@ class OwnerFilter(admin.SimpleListFilter):
         yield from choices
 
 
-class SessionChangeList(ChangeList):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # A popup row hands its pk (the session key) to the opening window.
-        # Nothing relates to a session, so popups have no use here.
-        self.is_popup = False
+class DeclaredFiltersChangeList(ChangeList):
+    """A changelist that turns no query parameter into a lookup unless a filter declares it."""
 
     def get_filters(
         self, request: HttpRequest
@@ -118,6 +118,14 @@ class SessionChangeList(ChangeList):
         if unclaimed:
             raise DisallowedModelAdminLookup(f"Filtering by {', '.join(sorted(unclaimed))}")
         return filters
+
+
+class SessionChangeList(DeclaredFiltersChangeList):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A popup row hands its pk (the session key) to the opening window.
+        # Nothing relates to a session, so popups have no use here.
+        self.is_popup = False
 
     def get_ordering(
         self, request: HttpRequest, queryset: QuerySet[Any]
@@ -142,8 +150,86 @@ class SessionChangeList(ChangeList):
         )
 
 
+class BaseSessionAdmin(ModelAdmin):
+    """What the sessions' and the ended sessions' admin share.
+
+    The owner, device and place columns; search by the owner's name or email
+    and by IP, and nothing else; and no answer to a question no filter
+    declared (see the module docstring).
+    """
+
+    @admin.display(description=_("owner"), ordering="user")
+    def owner(self, obj: Any) -> AbstractBaseUser | None:
+        user: AbstractBaseUser | None = obj.user
+        return user
+
+    @admin.display(description=_("device"))
+    def device(self, obj: Any) -> str | None:
+        device: str | None = obj.device
+        return device
+
+    @admin.display(description=_("location"))
+    def location(self, obj: Any) -> str | None:
+        location: str | None = obj.location
+        return location
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        user_model = get_user_model()
+        fields = [f"user__{user_model.USERNAME_FIELD}"]
+        # Custom user models need not have an email column.
+        try:
+            user_model._meta.get_field("email")
+        except FieldDoesNotExist:
+            pass
+        else:
+            if user_model.USERNAME_FIELD != "email":
+                fields.append("user__email")
+        return [*fields, "ip"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Django allows any lookup on a local field, ``session_key__regex``
+        # included; here only a declared filter's parameters. ``request`` is
+        # optional: Django 5.2 passes it, Django 6 requires it.
+        list_filter = self.get_list_filter(request) if request else self.list_filter
+        for list_filter_item in list_filter:
+            if isinstance(list_filter_item, type):
+                if lookup == getattr(list_filter_item, "parameter_name", None):
+                    return True
+                continue
+            if isinstance(list_filter_item, (list, tuple)):
+                list_filter_item = list_filter_item[0]
+            field = str(list_filter_item)
+            if lookup == field or lookup.startswith(f"{field}__"):
+                # A field filter's parameters; Django's own rule still refuses
+                # walks across relations (``user__password__startswith``).
+                return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+        # None here, but a subclass may declare a date hierarchy.
+        hierarchy = self.date_hierarchy
+        return bool(hierarchy) and lookup in {f"{hierarchy}__{p}" for p in ("year", "month", "day")}
+
+    def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
+        # ``_to_field`` serves the popup and autocomplete widgets of models that
+        # point at sessions: they would be handed the key. Nothing needs them
+        # (nor here for records, which nothing points at either).
+        return False
+
+    def get_preserved_filters(self, request: HttpRequest) -> str:
+        # A change page echoes ``_changelist_filters`` into its links; keep only
+        # what the changelist would accept, so no guess travels with them.
+        preserved = super().get_preserved_filters(request)
+        if not preserved:
+            return preserved
+        query = QueryDict(QueryDict(preserved).get("_changelist_filters", ""), mutable=True)
+        for name in list(query):
+            if name not in CHANGELIST_PARAMETERS and not self.lookup_allowed(
+                name, query.get(name) or "", request
+            ):
+                del query[name]
+        return urlencode({"_changelist_filters": query.urlencode()}) if query else ""
+
+
 @admin.register(Session)
-class SessionAdmin(SessionModelAdmin):
+class SessionAdmin(BaseSessionAdmin):
     list_display = [
         "owner",
         "device",
@@ -177,77 +263,10 @@ class SessionAdmin(SessionModelAdmin):
 
     # -- columns -----------------------------------------------------------
 
-    @admin.display(description=_("owner"), ordering="user")
-    def owner(self, obj: Session) -> AbstractBaseUser | None:
-        return obj.user
-
-    @admin.display(description=_("device"))
-    def device(self, obj: Session) -> str | None:
-        return obj.device
-
-    @admin.display(description=_("location"))
-    def location(self, obj: Session) -> str | None:
-        return obj.location
-
     # Translators: admin column heading (yes/no icons): the session has not expired.
     @admin.display(description=_("active"), boolean=True, ordering="expire_date")
     def is_active(self, obj: Session) -> bool:
         return obj.is_active
-
-    def get_search_fields(self, request: HttpRequest) -> list[str]:
-        user_model = get_user_model()
-        fields = [f"user__{user_model.USERNAME_FIELD}"]
-        # Custom user models need not have an email column.
-        try:
-            user_model._meta.get_field("email")
-        except FieldDoesNotExist:
-            pass
-        else:
-            if user_model.USERNAME_FIELD != "email":
-                fields.append("user__email")
-        return [*fields, "ip"]
-
-    # -- answering no questions about keys ---------------------------------
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        # Django allows any lookup on a local field, ``session_key__regex``
-        # included; here only a declared filter's parameters. ``request`` is
-        # optional: Django 5.2 passes it, Django 6 requires it.
-        list_filter = self.get_list_filter(request) if request else self.list_filter
-        for list_filter_item in list_filter:
-            if isinstance(list_filter_item, type):
-                if lookup == getattr(list_filter_item, "parameter_name", None):
-                    return True
-                continue
-            if isinstance(list_filter_item, (list, tuple)):
-                list_filter_item = list_filter_item[0]
-            field = str(list_filter_item)
-            if lookup == field or lookup.startswith(f"{field}__"):
-                # A field filter's parameters; Django's own rule still refuses
-                # walks across relations (``user__password__startswith``).
-                return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
-        # None here, but a subclass may declare a date hierarchy.
-        hierarchy = self.date_hierarchy
-        return bool(hierarchy) and lookup in {f"{hierarchy}__{p}" for p in ("year", "month", "day")}
-
-    def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
-        # ``_to_field`` serves the popup and autocomplete widgets of models that
-        # point at sessions: they would be handed the key. Nothing needs them.
-        return False
-
-    def get_preserved_filters(self, request: HttpRequest) -> str:
-        # A change page echoes ``_changelist_filters`` into its links; keep only
-        # what the changelist would accept, so no guess travels with them.
-        preserved = super().get_preserved_filters(request)
-        if not preserved:
-            return preserved
-        query = QueryDict(QueryDict(preserved).get("_changelist_filters", ""), mutable=True)
-        for name in list(query):
-            if name not in CHANGELIST_PARAMETERS and not self.lookup_allowed(
-                name, query.get(name) or "", request
-            ):
-                del query[name]
-        return urlencode({"_changelist_filters": query.urlencode()}) if query else ""
 
     # -- naming sessions by handle ----------------------------------------
 
@@ -315,3 +334,61 @@ class SessionAdmin(SessionModelAdmin):
             count,
         ) % {"count": count}
         self.message_user(request, message, messages.SUCCESS)
+
+
+@admin.register(EndedSession)
+class EndedSessionAdmin(BaseSessionAdmin):
+    """The history of ended sessions, read-only: records are written by endings alone.
+
+    Records name sessions by handle, as everything else does; they never
+    held a key. They go with their owner, or when ``clearsessions`` finds
+    them older than ``USER_SESSIONS_HISTORY_DAYS``.
+    """
+
+    list_display = [
+        "owner",
+        "device",
+        "location",
+        "ip",
+        "created_at",
+        "ended_at",
+        "reason",
+        "ended_by",
+    ]
+    list_filter = ["reason", "ended_by", OwnerFilter]
+    list_select_related = ["user"]
+    ordering = ["-ended_at"]
+    show_full_result_count = False
+    fields = readonly_fields = (
+        "user",
+        "handle",
+        "device",
+        "location",
+        "ip",
+        "user_agent",
+        "created_at",
+        "last_activity",
+        "ended_at",
+        "reason",
+        "ended_by",
+        "by_handle",
+    )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return DeclaredFiltersChangeList
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Records are never edited, so Django's change log has nothing to show.
+        raise Http404
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EndedSession | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: EndedSession | None = None) -> bool:
+        # A record is what happened: it leaves with its owner or its age only.
+        return False

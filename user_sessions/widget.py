@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.contrib.auth.views import redirect_to_login
@@ -20,9 +21,10 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import ngettext
 from django_htmx.middleware import HtmxDetails
 
+from user_sessions import history
 from user_sessions.conf import app_settings
 from user_sessions.forms import ConfirmPasswordForm
-from user_sessions.models import Session, get_session_model
+from user_sessions.models import EndedSession, Session, get_session_model
 from user_sessions.paging import ORDER, Cursor
 from user_sessions.timeago import ago
 
@@ -152,6 +154,31 @@ class DeviceList:
     def total(self) -> int:
         """All live sessions of the user, this one included."""
         return self.other_count + (1 if self.current_session is not None else 0)
+
+    @property
+    def history_shown(self) -> bool:
+        """Whether the widget has a "Recent activity" section (history kept, limit above 0)."""
+        return (
+            self.is_authenticated
+            and history.enabled()
+            and app_settings.HISTORY_WIDGET_LIMIT > 0
+            and not self.paged
+        )
+
+    @cached_property
+    def recent_activity(self) -> list[EndedSession]:
+        """The user's latest ended sessions, newest first: one query, when a template asks.
+
+        Up to ``USER_SESSIONS_HISTORY_WIDGET_LIMIT``; each carries ``ended_ago``
+        ("2 hours ago") for templates.
+        """
+        if not self.history_shown:
+            return []
+        records = history.recent(self.user)
+        now = timezone.now()
+        for record in records:
+            record.ended_ago = ago(record.ended_at, now)  # type: ignore[attr-defined]
+        return records
 
 
 #: Rows one "Show more" adds; the first render shows ``USER_SESSIONS_WIDGET_LIMIT``.
