@@ -133,6 +133,22 @@ class Stream:
         self.socket.close()
 
 
+def worker_threads(server: Server) -> int:
+    """Threads of the server's worker processes (children of the supervisor)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == server.process.pid:
+                status = (entry / "status").read_text()
+                total += int(re.search(r"^Threads:\s+(\d+)", status, re.M)[1])  # type: ignore[index]
+        except (OSError, IndexError):
+            continue
+    return total
+
+
 def signed_in(server: Server, username: str) -> Browser:
     browser = Browser(server)
     status, page = browser.request("GET", "/login/")
@@ -159,6 +175,7 @@ def test_streams_across_two_workers(site: Server) -> None:
         signed_in(site, "bob"),
     )
     streams = []
+    threads_before = worker_threads(site)
     try:
         # Several streams, so both workers hold some whatever the balancing.
         phone = [Stream(site, ann_phone) for _ in range(4)]
@@ -170,6 +187,12 @@ def test_streams_across_two_workers(site: Server) -> None:
             assert "content-type: text/event-stream" in stream.head
             assert "x-accel-buffering: no" in stream.head
             assert stream.next_event()[0] == "ready"
+        # No thread per stream: Django's per-request thread is let go once
+        # the stream runs (it shuts down a moment later).
+        deadline = time.monotonic() + 5
+        while worker_threads(site) > threads_before + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert worker_threads(site) <= threads_before + 2 < threads_before + len(streams)
         refused = Stream(site, Browser(site))
         assert refused.status == 403
         refused.close()

@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; every broker gets
 #: batches cut below that, so a payload works on all three.
 MAX_PAYLOAD = 7900
-#: The listener's name on the broker (Redis CLIENT LIST, PostgreSQL application_name).
+#: The listener's name on the broker (Redis CLIENT LIST, PostgreSQL
+#: application_name), followed by ":" and the channel.
 CLIENT_NAME = "user_sessions.push"
 #: Seconds a stream waits for the broker before the widget is told to poll.
 CONNECT_TIMEOUT = 3.0
@@ -148,7 +149,7 @@ class RedisBroker(Broker):
             socket_connect_timeout=CONNECT_TIMEOUT,
             health_check_interval=30,
             # Named, so an operator sees in CLIENT LIST what holds the connection.
-            client_name=CLIENT_NAME,
+            client_name=f"{CLIENT_NAME}:{self.channel}",
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -233,7 +234,7 @@ class PostgresBroker(Broker):
         from psycopg import sql
 
         kwargs = self.connection_kwargs()
-        kwargs.setdefault("application_name", CLIENT_NAME)
+        kwargs.setdefault("application_name", f"{CLIENT_NAME}:{self.channel}")
         connection = await psycopg.AsyncConnection.connect(
             **kwargs, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
         )

@@ -11,11 +11,12 @@ stream answers without a feed and the widget keeps polling.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -76,6 +77,37 @@ def _is_live(session_key: str) -> bool:
         _release_connection()
 
 
+def _release_request_thread() -> None:
+    """Shut down the thread Django's ASGI handler keeps for this request's sync code.
+
+    Under ASGI each request gets a thread for its sync middleware and views
+    (asgiref's ``ThreadSensitiveContext``), kept until the request ends: for
+    a stream, hours of an idle thread, one per open tab. Once the response
+    streams, nothing of the request needs it; a later thread-sensitive call
+    would make a new one (the stream's own checks run elsewhere, see
+    :func:`_in_fresh_context`).
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    executors = getattr(SyncToAsync, "context_to_thread_executor", None)
+    if context is None or executors is None:
+        return
+    executor = executors.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
+async def _in_fresh_context(check: Callable[[str], bool], session_key: str) -> bool:
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        # Called from sync code through async_to_sync (a test client): its
+        # thread, with its database connection and transaction, is the one.
+        return await sync_to_async(check)(session_key)
+    # A shared worker thread and an empty context: Django makes a database
+    # connection of its own there (the request's belongs to its thread),
+    # which the check closes again.
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, contextvars.Context().run, check, session_key)
+
+
 def message(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -84,6 +116,7 @@ async def feed(
     hub: Hub, user_id: str, handle: str, session_key: str, sign_in_url: str, heartbeat: int
 ) -> AsyncIterator[bytes]:
     queue = hub.open(user_id)
+    _release_request_thread()
     try:
         # "ready" once subscribed: whatever happened before, the widget's
         # refresh on "ready" catches up with.
@@ -98,7 +131,7 @@ async def feed(
                 return
             concerns_this = any(e.handle == handle and e.kind == "ended" for e in batch)
             # Only the database says whether this session really ended.
-            if concerns_this and not await sync_to_async(_is_live)(session_key):
+            if concerns_this and not await _in_fresh_context(_is_live, session_key):
                 yield message("signed-out", {"url": sign_in_url})
                 return
             yield message("changed", {"handles": sorted({event.handle for event in batch})})
