@@ -179,6 +179,81 @@ def check_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     ]
 
 
+# Caches that spread keys over their servers (each key on one), rather than
+# copy them from a primary to replicas.
+SHARDING_CACHES = ("django.core.cache.backends.memcached.BaseMemcachedCache",)
+
+
+def check_replicated_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A session cache on several servers whose reads the store cannot send to the primary."""
+    from django.core.cache.backends.redis import RedisCache
+
+    from user_sessions.backends.cached_db import SessionStore
+    from user_sessions.backends.primary_cache import servers
+
+    store = _engine_store()
+    if store is None or not issubclass(store, SessionStore):
+        return []
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    if len(servers(alias)) < 2:
+        return []
+    try:
+        backend = import_string(settings.CACHES[alias]["BACKEND"])
+    except (ImportError, KeyError):
+        return []
+    if issubclass(backend, RedisCache) or any(
+        issubclass(backend, import_string(path)) for path in SHARDING_CACHES
+    ):
+        return []
+    return [
+        checks.Warning(
+            _(
+                "The session cache %(alias)r has several servers and its backend %(backend)s "
+                "may read from a replica, which can lag behind a revoke (the session would "
+                "still work) or a save (the save would be lost)."
+            )
+            % {"alias": alias, "backend": settings.CACHES[alias]["BACKEND"]},
+            hint=_(
+                "Point SESSION_CACHE_ALIAS at a cache whose LOCATION is the primary only, or "
+                "use Django's RedisCache, whose reads the store sends to the first server."
+            ),
+            id="user_sessions.W030",
+        )
+    ]
+
+
+def check_prepared_statements(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Prepared statements on a database that says it is behind a transaction pooler."""
+    from django.db import router
+
+    from user_sessions.models import get_session_model
+
+    alias = router.db_for_write(get_session_model())
+    database: dict[str, Any] = settings.DATABASES.get(alias, {})
+    options: dict[str, Any] = database.get("OPTIONS") or {}
+    if (
+        "postgresql" not in database.get("ENGINE", "")
+        or not database.get("DISABLE_SERVER_SIDE_CURSORS")
+        or options.get("prepare_threshold") is None
+    ):
+        return []
+    return [
+        checks.Warning(
+            _(
+                "The sessions' database %(alias)r sets DISABLE_SERVER_SIDE_CURSORS, as Django "
+                "asks behind a transaction pooler, and psycopg's prepare_threshold: a pooler "
+                "that does not track prepared statements fails their second use."
+            )
+            % {"alias": alias},
+            hint=_(
+                "Behind PgBouncer, use 1.21 or later with max_prepared_statements > 0, or "
+                "leave prepare_threshold out of OPTIONS (Django's default: none prepared)."
+            ),
+            id="user_sessions.W031",
+        )
+    ]
+
+
 def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Sessions must be written where their owners are: the owner is a foreign key."""
     from django.contrib.auth import get_user_model
@@ -412,6 +487,8 @@ def register() -> None:
     checks.register(check_geoip)
     checks.register(check_cache)
     checks.register(check_databases)
+    checks.register(check_replicated_cache)
+    checks.register(check_prepared_statements)
     checks.register(check_password_attempts)
     checks.register(check_session_cache_alias)
     checks.register(check_session_model)
