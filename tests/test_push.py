@@ -385,6 +385,8 @@ def test_stream_refuses_whoever_has_no_live_session(
     Session.objects.filter(handle=handle).delete()
 
     async def scenario() -> None:
+        assert (await revoked.head(STREAM)).status_code == 405
+        assert (await revoked.post(STREAM)).status_code == 405
         assert (await anonymous.get(STREAM)).status_code == 403
         assert (await revoked.get(STREAM)).status_code == 403
         forged = AsyncClient()

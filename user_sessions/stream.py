@@ -140,14 +140,15 @@ async def feed(
 
 
 async def session_stream(request: HttpRequest) -> Response:
-    """GET: the event stream of the request's own session.
+    """GET only: the event stream of the request's own session.
 
     204 without a feed (push off, or not ASGI: EventSource stops asking),
     403 for a request without a live session, 429 over the per-user limit,
     503 while the broker cannot be reached.
     """
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+    if request.method != "GET":
+        # Not even HEAD: it would open (and hold) a stream to send nothing.
+        return HttpResponse(status=405, headers={"Allow": "GET"})
     settings = app_settings.PUSH
     if settings is None or not isinstance(request, ASGIRequest):
         return no_store(HttpResponse(status=204))
