@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 import pytest
@@ -209,7 +210,10 @@ def test_pages_go_through_every_session_once(
     seen = [s["handle"] for s in first["sessions"]]
     pages = 1
     url = first["next"]
+    cursor_schema = DOCUMENT["paths"]["/api/sessions/"]["get"]["parameters"][0]["schema"]
     while url:
+        # The cursor is what the document says clients may send.
+        jsonschema.validate(parse_qs(urlsplit(url).query)["after"][0], cursor_schema)
         status, page = call(auth_client, "GET", url)
         assert status == 200
         assert "total" not in page
