@@ -351,3 +351,55 @@ def test_recent_activity_is_a_template_of_its_own(
     end(user, Reason.IDLE)
     html = render(page_request(user, make_session(user)), WIDGET)
     assert parse(html).find("p", data_mine=True).text == "idle"
+
+
+# Where it shows: the admin ------------------------------------------------------------
+
+
+@pytest.fixture
+def staff(sign_in: Any, user_factory: Any) -> Client:
+    admin_user = user_factory(is_staff=True, is_superuser=True)
+    return sign_in(admin_user)
+
+
+HISTORY_ADMIN = reverse("admin:user_sessions_endedsession_changelist")
+
+
+def test_the_admin_lists_history_read_only_and_never_a_key(
+    staff: Client, user: Any, sign_in: Any
+) -> None:
+    gone = session_of(sign_in(user, user_agent=SAFARI_IPHONE))
+    gone.revoke()
+    live_key = session_of(staff).session_key
+
+    response = staff.get(HISTORY_ADMIN)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Safari on iPhone" in html
+    assert "Ended by an administrator" in html
+    assert gone.session_key not in html and live_key not in html
+    assert reverse("admin:user_sessions_endedsession_add") not in html
+    record = EndedSession.objects.get()
+    change = reverse("admin:user_sessions_endedsession_change", args=[record.pk])
+    page = staff.get(change).content.decode()
+    assert gone.handle in page
+    assert 'name="_save"' not in page
+    assert staff.post(change, {"reason": "logout"}).status_code == 403
+    delete = reverse("admin:user_sessions_endedsession_delete", args=[record.pk])
+    assert staff.post(delete, {"post": "yes"}).status_code == 403
+    assert staff.get(reverse("admin:user_sessions_endedsession_add")).status_code == 403
+    assert EndedSession.objects.get().reason == Reason.ADMIN
+
+
+def test_the_history_admin_filters_only_as_declared(staff: Client, user: Any, sign_in: Any):
+    session_of(sign_in(user)).revoke(Reason.IDLE)
+    session_of(sign_in(user)).revoke(Reason.EXPIRED)
+
+    idle = staff.get(HISTORY_ADMIN, {"reason__exact": "idle"})
+    assert idle.status_code == 200
+    assert [r.reason for r in idle.context["cl"].result_list] == [Reason.IDLE]
+    assert staff.get(HISTORY_ADMIN, {"ended_by__exact": "system"}).status_code == 200
+    assert staff.get(HISTORY_ADMIN, {"q": user.username}).status_code == 200
+    for probe in ({"handle__startswith": "a"}, {"reason__regex": "."}, {"user__password": "x"}):
+        assert staff.get(HISTORY_ADMIN, probe).status_code == 400, probe
