@@ -147,14 +147,20 @@ class World:
 
 
 class Browser:
-    def __init__(self, world: World, account: Account, host: str, port: int, seed: int) -> None:
+    """One browser; with several servers, each request goes to one of them at random."""
+
+    def __init__(
+        self, world: World, account: Account, servers: list[tuple[str, int]], seed: int
+    ) -> None:
         self.world = world
         self.account = account
-        self.host, self.port = host, port
-        self.origin = f"http://{host}:{port}"
+        self.servers = servers
+        self.host, self.port = servers[0]
+        self.origin = f"http://{self.host}:{self.port}"
         self.random = random.Random(seed)
         self.cookies: dict[str, str] = {}
-        self.connection: http.client.HTTPConnection | None = None
+        # One keep-alive connection per server.
+        self.connections: dict[tuple[str, int], http.client.HTTPConnection] = {}
         self.samples: list[Sample] = []
         self.handle: str | None = None
         self.login_started = 0.0
@@ -172,6 +178,12 @@ class Browser:
         headers: dict[str, str] | None = None,
     ) -> Reply:
         headers = dict(headers or {})
+        if len(self.servers) > 1:
+            self.host, self.port = self.random.choice(self.servers)
+            self.origin = f"http://{self.host}:{self.port}"
+            if "HX-Current-URL" in headers:
+                headers["HX-Current-URL"] = f"{self.origin}/account/"
+        server = (self.host, self.port)
         body = None
         if form is not None:
             body = urllib.parse.urlencode(form)
@@ -184,17 +196,19 @@ class Browser:
         headers["User-Agent"] = "load-run/1.0 (X11; Linux x86_64) Firefox/133.0"
         started = time.monotonic()
         try:
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
-            self.connection.request(method, path, body=body, headers=headers)
-            response = self.connection.getresponse()
+            connection = self.connections.get(server)
+            if connection is None:
+                connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                self.connections[server] = connection
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
             text = response.read().decode("utf-8", "replace")
         except (OSError, http.client.HTTPException) as exc:
-            if self.connection is not None:
-                self.connection.close()
-            self.connection = None
+            dropped = self.connections.pop(server, None)
+            if dropped is not None:
+                dropped.close()
             self.samples.append(Sample(kind, 0, time.monotonic() - started))
-            raise TransportError(f"{method} {path}: {exc!r}") from exc
+            raise TransportError(f"{method} {self.origin}{path}: {exc!r}") from exc
         self.samples.append(Sample(kind, response.status, time.monotonic() - started))
         for name, value in response.getheaders():
             if name.lower() == "set-cookie":
@@ -203,7 +217,7 @@ class Browser:
             response.status, {k.lower(): v for k, v in response.getheaders()}, text, started
         )
         if reply.status >= 500:
-            self.world.violation("5xx", f"{method} {path} answered {reply.status}")
+            self.world.violation("5xx", f"{method} {self.origin}{path} answered {reply.status}")
         return reply
 
     def take_cookie(self, header: str) -> None:
@@ -234,8 +248,8 @@ class Browser:
                 self.world.violation("driver error", repr(exc))
                 break
             time.sleep(self.random.uniform(*THINK_TIME))
-        if self.connection is not None:
-            self.connection.close()
+        for connection in self.connections.values():
+            connection.close()
 
     def sign_in(self) -> None:
         self.cookies.pop(SESSION_COOKIE, None)
@@ -383,22 +397,29 @@ class Browser:
         self.handle = None
 
 
-def sweep(world: World, host: str, port: int) -> int:
-    """Send every session key that was revoked or signed out once more; each must be nobody."""
+def sweep(world: World, servers: list[tuple[str, int]]) -> int:
+    """Send every session key that was revoked or signed out once more, to every server.
+
+    Each must be nobody.
+    """
     keys = [
         account.keys[handle]
         for account in world.accounts.values()
         for handle in account.revoked_at
         if handle in account.keys
     ]
-    connection = http.client.HTTPConnection(host, port, timeout=60)
-    for key in keys:
-        connection.request("GET", COUNTER_URL, headers={"Cookie": f"{SESSION_COOKIE}={key}"})
-        response = connection.getresponse()
-        response.read()
-        if response.status != 403:
-            world.violation("revoked session accepted", f"final sweep answered {response.status}")
-    connection.close()
+    for host, port in servers:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        for key in keys:
+            connection.request("GET", COUNTER_URL, headers={"Cookie": f"{SESSION_COOKIE}={key}"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 403:
+                world.violation(
+                    "revoked session accepted",
+                    f"final sweep on port {port} answered {response.status}",
+                )
+        connection.close()
     return len(keys)
 
 
@@ -456,6 +477,7 @@ def summarise(
     return {
         "duration_s": round(elapsed, 1),
         "users": args.users,
+        "servers": len(args.base_url),
         "accounts": len(world.accounts),
         "session_engine": args.engine,
         "total": figures(world.samples),
@@ -473,7 +495,8 @@ def summarise(
 def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"Load run: {summary['users']} users on {summary['accounts']} accounts, "
-        f"{summary['duration_s']} s, SESSION_ENGINE {summary['session_engine']}",
+        f"{summary['duration_s']} s, SESSION_ENGINE {summary['session_engine']}"
+        + (f", {summary['servers']} servers" if summary["servers"] > 1 else ""),
         "",
         "| requests | kind | req/s | p50 ms | p95 ms | max ms | 5xx | transport errors |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -503,7 +526,12 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--base-url",
+        required=True,
+        action="append",
+        help="e.g. http://127.0.0.1:8000; repeat for several servers (each request picks one)",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
     parser.add_argument("--users", type=int, default=50, help="simulated browsers (default 50)")
     parser.add_argument("--per-account", type=int, default=5, help="browsers per account")
@@ -518,15 +546,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    url = urllib.parse.urlsplit(args.base_url)
-    if url.hostname not in ("127.0.0.1", "localhost", "::1"):
-        parser.error("the load run only drives a server on this machine (127.0.0.1)")
-    host, port = url.hostname, url.port or 80
+    servers: list[tuple[str, int]] = []
+    for base_url in args.base_url:
+        url = urllib.parse.urlsplit(base_url)
+        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            parser.error("the load run only drives a server on this machine (127.0.0.1)")
+        servers.append((url.hostname, url.port or 80))
     accounts = max(2, args.users // args.per_account)
     world = World([f"{args.account_prefix}{n}" for n in range(accounts)])
     account_list = list(world.accounts.values())
     browsers = [
-        Browser(world, account_list[n % accounts], host, port, seed=args.seed * 100_000 + n)
+        Browser(world, account_list[n % accounts], servers, seed=args.seed * 100_000 + n)
         for n in range(args.users)
     ]
     started = time.monotonic()
@@ -541,10 +571,13 @@ def main(argv: list[str] | None = None) -> int:
         world.violation("hang", "a browser did not finish within two minutes of the deadline")
     for browser in browsers:
         world.samples.extend(browser.samples)
-    swept = sweep(world, host, port)
+    swept = sweep(world, servers)
     wrappers = None
     if args.max_live_wrappers is not None:
-        wrappers = live_wrappers(world, host, port, args.max_live_wrappers)
+        for host, port in servers:
+            live = live_wrappers(world, host, port, args.max_live_wrappers)
+            if live is not None:
+                wrappers = max(wrappers or 0, live)
     summary = summarise(world, elapsed, swept, wrappers, args)
     print(markdown(summary))
     if args.json:

@@ -5,7 +5,8 @@ Read from the environment (``scripts/load`` sets them):
 | mysql (``MYSQL_HOST``, ``MYSQL_PORT``, ``MYSQL_USER``, ``MYSQL_PASSWORD``),
 ``LOAD_DATABASE`` (its name), ``LOAD_SESSION_ENGINE`` = db | cached_db,
 ``LOAD_CACHE`` = redis | locmem, ``REDIS_URL``, ``LOAD_ACTIVITY_INTERVAL`` and
-``LOAD_CONN_MAX_AGE`` (seconds).
+``LOAD_CONN_MAX_AGE`` (seconds), ``LOAD_PGBOUNCER`` and ``LOAD_SERVER_SIDE_BINDING``
+(1: on).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ DATABASES = {
         **_extra,
     }
 }
+if os.environ.get("LOAD_PGBOUNCER") == "1":
+    # Django's requirement for transaction pooling (QuerySet.iterator()).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+if os.environ.get("LOAD_SERVER_SIDE_BINDING") == "1":
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
 
 SESSION_ENGINE = "user_sessions.backends." + os.environ.get("LOAD_SESSION_ENGINE", "db")
 if os.environ.get("LOAD_CACHE", "redis") == "redis":

@@ -2,6 +2,7 @@
 
     python -m tests.scaleout [PYTEST ARGS]       everything (what scripts/test runs)
     python -m tests.scaleout --only pgbouncer    one part: replicas, pgbouncer
+    python -m tests.scaleout --bindings on       the pgbouncer part with server-side binding only
     python -m tests.scaleout bouncer HOST:PORT PORTFILE
                                                  PgBouncer (transaction pooling) in front of
                                                  HOST:PORT until SIGTERM; its port is written
@@ -87,7 +88,7 @@ def drop_database(primary: PostgresCluster, name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-def run(parts: list[str], extra: list[str]) -> int:
+def run(parts: list[str], bindings: list[str], extra: list[str]) -> int:
     version = f"Django {django.get_version()}"
     failed = False
     with topology() as servers:
@@ -152,7 +153,7 @@ def run(parts: list[str], extra: list[str]) -> int:
                 result("PASS" if status == 0 else "FAIL", label)
 
         if "pgbouncer" in parts:
-            for binding in ("off", "on"):
+            for binding in bindings:
                 label = (
                     f"PgBouncer (transaction pooling, server-side binding {binding}) [{version}]"
                 )
@@ -229,9 +230,14 @@ def main(argv: list[str]) -> int:
         return serve_bouncer(argv[1], Path(argv[2]))
     parser = argparse.ArgumentParser(prog="python -m tests.scaleout")
     parser.add_argument("--only", help="comma-separated parts: replicas, pgbouncer")
+    parser.add_argument(
+        "--bindings",
+        default="off,on",
+        help="server-side binding for the pgbouncer part: off, on or off,on (default)",
+    )
     args, extra = parser.parse_known_args(argv)
     parts = args.only.split(",") if args.only else ["replicas", "pgbouncer"]
-    return run(parts, extra)
+    return run(parts, args.bindings.split(","), extra)
 
 
 if __name__ == "__main__":

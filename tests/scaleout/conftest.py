@@ -117,7 +117,7 @@ def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
     with django_db_blocker.unblock():
         default = connections["default"]
         old_name = default.settings_dict["NAME"]
-        name = default.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        name = default.creation.create_test_db(verbosity=0, autoclobber=True)
         for alias in FOLLOWERS:
             if alias in connections:
                 connections[alias].settings_dict["NAME"] = name
