@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import time
@@ -19,6 +20,7 @@ from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
+from django.utils import timezone
 
 from tests.conftest import CHROME_WINDOWS, FIREFOX_LINUX, SAFARI_IPHONE
 from tests.geoip import GERMANY_IP, ZWOLLE_IP
@@ -26,7 +28,7 @@ from user_sessions import alerts
 from user_sessions.adapter import SessionsAdapter
 from user_sessions.alerts import REPORT_SALT, SignInAlert, device_signature
 from user_sessions.events import EndedBy, Reason, SessionEvent, session_ended
-from user_sessions.models import Session
+from user_sessions.models import EndedSession, Session
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +126,7 @@ def test_a_known_device_sends_no_alert(sign_in: SignIn, mail_user: Any) -> None:
     ids=["another-platform", "another-browser", "another-country"],
 )
 def test_a_new_browser_platform_or_country_sends_one_alert(
-    sign_in: SignIn, mail_user: Any, user_agent: str, ip: str
+    engine: str, sign_in: SignIn, mail_user: Any, user_agent: str, ip: str
 ) -> None:
     sign_in(mail_user)
     sign_in(mail_user, user_agent=user_agent, ip=ip)
@@ -144,8 +146,10 @@ def test_client_hints_tell_chromium_browsers_apart(settings: Any) -> None:
     assert edge == ("Edge", "Windows", "NL")
 
 
-def test_an_ended_session_no_longer_makes_its_device_known(sign_in: SignIn, mail_user: Any) -> None:
-    # Without history only live sessions count (with history, its record would).
+def test_without_history_an_ended_session_no_longer_makes_its_device_known(
+    settings: Any, sign_in: SignIn, mail_user: Any
+) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = 0
     sign_in(mail_user)
     phone = sign_in(mail_user, user_agent=SAFARI_IPHONE)
     assert len(alert_mails()) == 1
@@ -155,9 +159,52 @@ def test_an_ended_session_no_longer_makes_its_device_known(sign_in: SignIn, mail
     assert len(alert_mails()) == 2
 
 
-def test_at_most_one_alert_per_user_and_device_per_day(
-    sign_in: SignIn, mail_user: Any, user_factory: Callable[..., Any]
+def test_with_history_an_ended_session_keeps_its_device_known_for_the_retention(
+    settings: Any, sign_in: SignIn, mail_user: Any
 ) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = 30
+    sign_in(mail_user)
+    phone = sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    phone.post("/logout/")
+    cache.clear()
+    sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    assert len(alert_mails()) == 1
+    # Once the record is older than the retention, the device is new again.
+    Session.objects.filter(user=mail_user, user_agent=SAFARI_IPHONE).delete()
+    EndedSession.objects.filter(user=mail_user).update(
+        ended_at=timezone.now() - datetime.timedelta(days=31)
+    )
+    cache.clear()
+    sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    assert len(alert_mails()) == 2
+
+
+def test_with_history_an_account_signed_out_everywhere_is_not_new(
+    settings: Any, sign_in: SignIn, mail_user: Any
+) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = 30
+    sign_in(mail_user).post("/logout/")
+    assert not Session.objects.filter(user=mail_user).exists()
+    sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    assert len(alert_mails()) == 1
+
+
+def test_a_reported_device_stays_new(settings: Any, sign_in: SignIn, mail_user: Any) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = 30
+    sign_in(mail_user)
+    sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    [message] = alert_mails()
+    assert Client().post(report_link(message)).status_code == 302
+    assert EndedSession.objects.get(user=mail_user).reason == Reason.REPORTED
+    cache.clear()
+    sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    assert len(alert_mails()) == 2
+
+
+def test_at_most_one_alert_per_user_and_device_per_day(
+    settings: Any, sign_in: SignIn, mail_user: Any, user_factory: Callable[..., Any]
+) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = 0  # else the ended session alone keeps it known
     sign_in(mail_user)
     phone = sign_in(mail_user, user_agent=SAFARI_IPHONE)
     phone.post("/logout/")
@@ -245,9 +292,10 @@ def test_a_sign_in_from_a_known_device_costs_two_queries_more(
         with CaptureQueriesContext(connection) as queries:
             client.post("/login/", {"username": mail_user.username, "password": "secret-password"})
         counts.append(len(queries))
-    # The new session's row and the account's other live sessions (and,
-    # with history on, its recent history): nothing is sent.
-    assert counts[1] - counts[0] == 2 + history.enabled()
+    # The new session's row and the account's other live sessions, where the
+    # device is found: history is not read, nothing is sent.
+    assert history.enabled()
+    assert counts[1] - counts[0] == 2
     assert alert_mails() == []
 
 
@@ -483,7 +531,7 @@ def test_opening_the_link_asks_and_changes_nothing(
     assert response.status_code == 200
     assert response["Cache-Control"].startswith("max-age=0")
     # The token in the address goes nowhere else.
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     html = response.content.decode()
     assert "Safari on iPhone" in html and "Germany" in html
     assert 'type="checkbox" name="all"' in html
@@ -573,8 +621,9 @@ def test_an_expired_link_is_refused_clearly(
         lambda token: "nonsense",
         lambda token: signing.dumps({"u": "1", "h": "x"}, salt="another.salt"),
         lambda token: signing.dumps(["not", "a", "claim"], salt=REPORT_SALT),
+        lambda token: signing.dumps({"u": "not-a-key", "h": "x"}, salt=REPORT_SALT),
     ],
-    ids=["signature", "payload", "garbage", "other-salt", "wrong-shape"],
+    ids=["signature", "payload", "garbage", "other-salt", "wrong-shape", "wrong-key-type"],
 )
 def test_a_tampered_link_is_refused_clearly(
     reported: tuple[Client, str], mail_user: Any, mangle: Callable[[str], str]
@@ -584,7 +633,7 @@ def test_a_tampered_link_is_refused_clearly(
     bad = link.replace(token, mangle(token))
     for response in (Client().get(bad), Client().post(bad, {"all": "1"})):
         assert response.status_code == 400
-        assert response["Referrer-Policy"] == "no-referrer"
+        assert response["Referrer-Policy"] == "same-origin"
         assert "This link is not valid" in response.content.decode()
     assert phone_of(mail_user) is not None
 
@@ -663,3 +712,18 @@ def test_the_report_pages_are_right_to_left_in_such_a_language(
     _laptop, link = reported
     page = Client(HTTP_ACCEPT_LANGUAGE="he").get(link).content.decode()
     assert 'class="us-widget us-confirm us-report" dir="rtl"' in page
+
+
+def test_the_link_works_under_login_required_middleware(
+    settings: Any, reported: tuple[Client, str], mail_user: Any
+) -> None:
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
+    _laptop, link = reported
+    assert Client().get(link).status_code == 200
+    response = Client().post(link)
+    assert response.status_code == 302
+    assert Client().get(response["Location"]).status_code == 200
+    assert phone_of(mail_user) is None

@@ -37,6 +37,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from user_sessions.conf import app_settings
+from user_sessions.events import Reason
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -123,15 +124,21 @@ def _signature_of(session: AbstractSession) -> DeviceSignature:
 def _history(user: Any) -> QuerySet[Any] | None:
     """The user's ended sessions within retention, newest first; ``None`` with history off."""
     from user_sessions import history
+    from user_sessions.models import EndedSession
 
     if not history.enabled():
         return None
-    records: QuerySet[Any] | None = getattr(history, "records_of", lambda user: None)(user)
+    cutoff = timezone.now() - datetime.timedelta(days=app_settings.HISTORY_DAYS)
+    records: QuerySet[Any] = EndedSession._default_manager.filter(
+        user=user, ended_at__gte=cutoff
+    ).order_by("-ended_at")
     return records
 
 
 def is_new_device(user: Any, session: AbstractSession) -> bool:
     """``True`` unless another live session or a recent history record has the same signature.
+
+    History records of sessions reported with "This wasn't me" do not count.
 
     Costs two queries (one without history): the account's other live
     sessions and its ended ones within the retention window, most recent
@@ -153,7 +160,10 @@ def is_new_device(user: Any, session: AbstractSession) -> bool:
     history = _history(user)
     if history is None:
         return True
-    rows = history.values_list("user_agent", "client_hints", "ip")[:_COMPARED_ROWS]
+    # A device reported with "This wasn't me" is not the owner's: it stays new.
+    rows = history.exclude(reason=Reason.REPORTED).values_list("user_agent", "client_hints", "ip")[
+        :_COMPARED_ROWS
+    ]
     return not any(device_signature(*row) == signature for row in rows)
 
 

@@ -83,8 +83,10 @@ class ReportView(View):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         response = self.answer(request, *args, **kwargs)
         # The token is in this page's address: a site's base template may
-        # load things from elsewhere, which must not be told it.
-        response["Referrer-Policy"] = "no-referrer"
+        # load things from elsewhere, which must not be told it. Not
+        # "no-referrer": browsers then send "Origin: null" with the form,
+        # which Django's CSRF check refuses.
+        response["Referrer-Policy"] = "same-origin"
         return response
 
     def answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
