@@ -727,3 +727,30 @@ def test_the_link_works_under_login_required_middleware(
     assert response.status_code == 302
     assert Client().get(response["Location"]).status_code == 200
     assert phone_of(mail_user) is None
+
+
+def test_a_check_warns_when_alerts_would_have_no_report_link(settings: Any) -> None:
+    from user_sessions.checks import check_alerts
+
+    assert check_alerts() == []
+
+    class WithoutThePackagesURLs:
+        urlpatterns = [path("login/", _password_reset)]
+
+    settings.ROOT_URLCONF = WithoutThePackagesURLs
+    [warning] = check_alerts()
+    assert warning.id == "user_sessions.W040"
+    settings.USER_SESSIONS_SIGN_IN_ALERTS = False
+    assert check_alerts() == []
+
+
+def test_alert_settings_are_validated(settings: Any) -> None:
+    from user_sessions.checks import check_setup
+
+    settings.USER_SESSIONS_SIGN_IN_ALERTS = "yes"
+    settings.USER_SESSIONS_REPORT_LINK_MAX_AGE = 0
+    settings.USER_SESSIONS_REPORT_REDIRECT_URL = 42
+    messages = [m.msg for m in check_setup() if m.id == "user_sessions.E005"]
+    assert any("SIGN_IN_ALERTS" in m for m in messages)
+    assert any("REPORT_LINK_MAX_AGE" in m for m in messages)
+    assert any("REPORT_REDIRECT_URL" in m for m in messages)

@@ -117,6 +117,10 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
         "IDLE_TIMEOUT",
         "LIFETIME",
         "PUSH",
+        "SIGN_IN_ALERTS",
+        "SIGN_IN_ALERT_FIRST",
+        "REPORT_LINK_MAX_AGE",
+        "REPORT_REDIRECT_URL",
     ):
         try:
             getattr(app_settings, name)
@@ -482,6 +486,35 @@ def check_policy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     ]
 
 
+def check_alerts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Sign-in alerts can carry their "This wasn't me" link (the package's URLs are mounted)."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        if not app_settings.SIGN_IN_ALERTS:
+            return []
+    except ImproperlyConfigured:
+        return []  # E005 reports the setting itself.
+    try:
+        reverse("user_sessions:report", kwargs={"token": "check"})
+    except NoReverseMatch:
+        return [
+            checks.Warning(
+                _(
+                    "USER_SESSIONS_SIGN_IN_ALERTS is on, but the URL "
+                    "'user_sessions:report' does not resolve: alerts go out without "
+                    "their “This wasn't me” link."
+                ),
+                hint=_(
+                    'Mount the package\'s URLs: path("account/sessions/", '
+                    'include("user_sessions.urls")).'
+                ),
+                id="user_sessions.W040",
+            )
+        ]
+    return []
+
+
 def register() -> None:
     checks.register(check_setup)
     checks.register(check_geoip)
@@ -494,3 +527,4 @@ def register() -> None:
     checks.register(check_session_model)
     checks.register(check_policy)
     checks.register(check_push)
+    checks.register(check_alerts, checks.Tags.urls)
