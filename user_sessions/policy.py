@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 # Sessions ended per statement when a cap is lowered under many sessions.
 EVICT_BATCH_SIZE = 500
+# Set on a sign-in's request once its transaction holds the cap's lock.
+LOCKED_ATTRIBUTE = "_user_sessions_cap_locked"
 
 
 # -- idle timeout and lifetime ----------------------------------------------
@@ -138,11 +140,45 @@ def on_user_logged_in(
     model = store.model
     if not {"user", "last_activity"} <= model_columns(model):
         return
-    evict_beyond_cap(model, user, store.session_key, cap)
+    evict_beyond_cap(
+        model, user, store.session_key, cap, lock=not getattr(request, LOCKED_ATTRIBUTE, False)
+    )
+
+
+def on_user_logging_in(
+    sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any
+) -> None:
+    """Under ``ATOMIC_REQUESTS``, take the cap's lock before the new session is saved.
+
+    Connected before ``user_sessions.signals.on_user_logged_in``. Saving the
+    session writes its owner, and MySQL/MariaDB then hold a shared lock on
+    the user's row (the foreign key's check) until the request's transaction
+    ends: two sign-ins each holding one and each asking for the cap's lock
+    would deadlock. Taken first, the cap's lock makes the second sign-in wait
+    instead. (Django's ``update_last_login`` does the same where the user
+    model has ``last_login``.) Outside a transaction nothing is held between
+    statements, and the cap's own step takes the lock.
+    """
+    from user_sessions.backends.db import SessionStore
+
+    store = getattr(request, "session", None)
+    if user is None or not isinstance(store, SessionStore):
+        return
+    using = router.db_for_write(store.model)
+    if not connections[using].in_atomic_block or not get_adapter().max_sessions(user):
+        return
+    _lock_user(type(user), user.pk, using)
+    # Held until the request's transaction ends: the cap's step need not ask again.
+    setattr(request, LOCKED_ATTRIBUTE, True)
 
 
 def evict_beyond_cap(
-    model: type[AbstractSession], user: AbstractBaseUser, current_key: str, cap: int
+    model: type[AbstractSession],
+    user: AbstractBaseUser,
+    current_key: str,
+    cap: int,
+    *,
+    lock: bool = True,
 ) -> int:
     """End ``user``'s least recently active sessions beyond ``cap``, sparing ``current_key``.
 
@@ -150,14 +186,15 @@ def evict_beyond_cap(
     user's row is locked for the step), so parallel sign-ins never leave more
     than ``cap`` sessions between them, and never end each other both: one
     that finds its own session already ended by another's cap leaves the rest
-    alone.
+    alone. ``lock=False``: the caller's transaction holds the lock already.
     """
     from user_sessions.endings import end_sessions
 
     using = router.db_for_write(model)
     sessions = model._base_manager.using(using)
     with transaction.atomic(using=using):
-        _lock_user(type(user), user.pk, using)
+        if lock:
+            _lock_user(type(user), user.pk, using)
         # Django's PostgreSQL and MySQL connections read committed rows, so
         # this sees every session a sign-in that held the lock before made.
         keys = list(
@@ -190,4 +227,10 @@ def _lock_user(user_model: type[Any], pk: Any, using: str) -> None:
     list(rows.select_for_update(no_key=no_key).values_list("pk", flat=True))
 
 
-__all__ = ["end_if_over", "evict_beyond_cap", "on_user_logged_in", "reason_to_end"]
+__all__ = [
+    "end_if_over",
+    "evict_beyond_cap",
+    "on_user_logged_in",
+    "on_user_logging_in",
+    "reason_to_end",
+]
