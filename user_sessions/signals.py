@@ -80,7 +80,12 @@ def connect() -> None:
     from user_sessions import alerts
     from user_sessions.passwords import on_user_saved
     from user_sessions.policy import on_user_logged_in as apply_session_cap
+    from user_sessions.policy import on_user_logging_in as lock_for_session_cap
 
+    # Before the next one, which saves the session (see on_user_logging_in).
+    user_logged_in.connect(
+        lock_for_session_cap, dispatch_uid="user_sessions.policy.on_user_logging_in"
+    )
     user_logged_in.connect(on_user_logged_in, dispatch_uid="user_sessions.on_user_logged_in")
     # After the receiver above: it saves the session the alert looks at.
     user_logged_in.connect(
