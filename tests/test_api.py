@@ -169,6 +169,42 @@ def test_list_current_first_then_by_activity(
 
 
 @pytest.mark.django_db
+def test_list_has_the_recent_history(
+    settings: Any, auth_client: Client, phone: Client, laptop: Client
+) -> None:
+    settings.USER_SESSIONS_HISTORY_WIDGET_LIMIT = 2
+    here = session_of(auth_client).handle
+    ended = session_of(phone).handle
+    assert call(auth_client, "DELETE", one(ended))[0] == 200
+    Session.objects.filter(pk=session_of(laptop).pk).revoke()  # the site's default reason
+
+    _status, body = call(auth_client, "GET", LIST)
+
+    admin, mine = body["history"]
+    assert admin["reason"] == "admin"
+    assert mine["handle"] == ended
+    assert mine["device"] == "Safari on iPhone"
+    assert mine["ip"] == "198.51.100.7"
+    assert (mine["reason"], mine["ended_by"], mine["by_handle"]) == (
+        "signed_out_elsewhere",
+        "user",
+        here,
+    )
+    assert mine["reason_label"] == "Signed out from another device"
+    assert [s["handle"] for s in body["sessions"]] == [here]
+
+
+@pytest.mark.django_db
+def test_no_history_when_the_site_keeps_none(
+    settings: Any, auth_client: Client, phone: Client
+) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = 0
+    call(auth_client, "DELETE", one(session_of(phone).handle))
+
+    assert call(auth_client, "GET", LIST)[1]["history"] == []
+
+
+@pytest.mark.django_db
 def test_list_leaves_out_other_users_and_expired_sessions(
     auth_client: Client, phone: Client, browser_factory: Any, user_factory: Any
 ) -> None:
@@ -250,7 +286,12 @@ def test_a_cursor_that_is_not_one_is_bad_input(auth_client: Client, cursor: str)
 
 
 @pytest.mark.django_db
-def test_list_query_count(auth_client: Client, user: AbstractBaseUser) -> None:
+@pytest.mark.parametrize(("history_days", "queries"), [(90, 3), (0, 2)])
+def test_list_query_count(
+    settings: Any, auth_client: Client, user: AbstractBaseUser, history_days: int, queries: int
+) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = history_days
+
     def count() -> int:
         with CaptureQueriesContext(connection) as queries:
             response = auth_client.get(LIST)
@@ -262,15 +303,15 @@ def test_list_query_count(auth_client: Client, user: AbstractBaseUser) -> None:
     many = count()
     _status, body = call(auth_client, "GET", LIST)
 
-    # The session (its owner joined) and the list; more sessions than fit
-    # cost one query more: counting them.
-    assert few == 2
+    # The session (its owner joined), the list and, with history on, its
+    # latest records; more sessions than fit cost one query more: counting them.
+    assert few == queries
     assert many == few + 1
     assert len(body["sessions"]) == 11
     assert body["total"] == 50
     with CaptureQueriesContext(connection) as queries:
         assert auth_client.get(body["next"]).status_code == 200
-    assert len(queries) == 2  # the session and one page
+    assert len(queries) == 2  # the session and one page: no history there
 
 
 @pytest.mark.django_db
@@ -420,35 +461,69 @@ def test_signing_out_this_session_is_a_logout(auth_client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_unknown_ended_and_other_users_handles_get_the_same_404(
-    auth_client: Client, phone: Client, browser_factory: Any, user_factory: Any
+@pytest.mark.parametrize("history_days", [90, 0])
+def test_unknown_and_other_users_handles_get_the_same_404(
+    settings: Any,
+    auth_client: Client,
+    phone: Client,
+    browser_factory: Any,
+    user_factory: Any,
+    history_days: int,
 ) -> None:
-    mallory = sign_in(browser_factory(), user_factory(username="mallory"))
-    theirs = session_of(mallory).handle
+    settings.USER_SESSIONS_HISTORY_DAYS = history_days
+    mallory = user_factory(username="mallory")
+    theirs = session_of(sign_in(browser_factory(), mallory)).handle
+    # Mallory's ended session has a history record, but it is not alice's.
+    their_ended = session_of(sign_in(browser_factory(), mallory)).handle
+    Session.objects.filter(handle=their_ended).revoke()
     ended = session_of(phone).handle
     Session.objects.filter(handle=ended).revoke()
     remember_keys()
 
     answers = {}
-    for handle in [theirs, ended, "x" * 22, "others-not", "a" * 33, "%00", "%C3%A9t%C3%A9", "..."]:
+    handles = [theirs, their_ended, ended, "x" * 22, "others-not", "a" * 33, "%00", "%C3%A9", ".."]
+    for handle in handles:
         response = auth_client.delete(one(handle))
         check(response, one(handle), "DELETE")
         answers[handle] = (
             response.status_code,
             response.content,
-            sorted((k, v) for k, v in response.headers.items() if k != "Date"),
+            # Less the two headers that tell the time.
+            sorted((k, v) for k, v in response.headers.items() if k not in {"Date", "Expires"}),
         )
 
     assert answers[theirs][0] == 404
     assert json.loads(answers[theirs][1])["error"]["code"] == "not_found"
+    if history_days:
+        # alice's own ended session: her history says so.
+        gone = answers.pop(ended)
+        assert gone[0] == 410
+        assert json.loads(gone[1])["error"]["code"] == "ended"
     assert len(set(map(repr, answers.values()))) == 1, answers
-    assert signed_in_user(mallory) != "user="
+    assert signed_in_user(session_client(mallory, theirs)) != "user="
+
+
+def session_client(user: AbstractBaseUser, handle: str) -> Client:
+    """A client holding the cookie of ``user``'s session ``handle``."""
+    client = Client()
+    key = Session.objects.get(user=user, handle=handle).session_key
+    client.cookies[settings.SESSION_COOKIE_NAME] = key
+    return client
 
 
 @pytest.mark.django_db
-def test_a_session_ended_meanwhile_is_not_found(
-    auth_client: Client, phone: Client, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("history_days", "answer"), [(90, (410, "ended")), (0, (404, "not_found"))]
+)
+def test_a_session_ended_meanwhile(
+    settings: Any,
+    auth_client: Client,
+    phone: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    history_days: int,
+    answer: tuple[int, str],
 ) -> None:
+    settings.USER_SESSIONS_HISTORY_DAYS = history_days
     target = session_of(phone).handle
     real = api.end_sessions
 
@@ -460,8 +535,23 @@ def test_a_session_ended_meanwhile_is_not_found(
 
     status, body = call(auth_client, "DELETE", one(target))
 
-    assert status == 404
-    assert code(body) == "not_found"
+    assert (status, code(body)) == answer
+
+
+@pytest.mark.django_db
+def test_sign_out_costs(auth_client: Client, phone: Client, laptop: Client) -> None:
+    target = session_of(phone).handle
+
+    with CaptureQueriesContext(connection) as one_query:
+        assert auth_client.delete(one(target)).status_code == 200
+    with CaptureQueriesContext(connection) as others_query:
+        assert auth_client.delete(OTHERS).status_code == 200
+
+    # The session; the target and this session's handle (one query); what
+    # the history record needs, the DELETE and the record's INSERT.
+    assert len(one_query) == 5
+    # The session; this session's handle; then as above.
+    assert len(others_query) == 5
 
 
 # Signing out all the others -----------------------------------------------------------
@@ -901,6 +991,12 @@ def test_every_schema_is_valid_and_every_reference_resolves() -> None:
                 continue
             assert operation["responses"], (path, method)
             assert len(operation["operationId"]) > 3
+
+
+def test_the_documents_codes_are_the_events_codes() -> None:
+    ended = DOCUMENT["components"]["schemas"]["EndedSession"]["properties"]
+    assert ended["reason"]["enum"] == [reason.value for reason in Reason]
+    assert ended["ended_by"]["enum"] == [who.value for who in EndedBy]
 
 
 def test_the_document_is_shipped_in_the_package() -> None:

@@ -36,11 +36,11 @@ from django.utils.translation import gettext
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from user_sessions import throttle
+from user_sessions import history, throttle
 from user_sessions.conf import app_settings
 from user_sessions.endings import end_sessions
 from user_sessions.events import EndedBy, Reason
-from user_sessions.models import Session, get_session_model
+from user_sessions.models import EndedSession, Session, get_session_model
 from user_sessions.paging import _HANDLE, Cursor
 from user_sessions.widget import (
     OTHERS,
@@ -62,6 +62,7 @@ __all__ = [
     "OtherSessionsApiView",
     "SessionApiView",
     "SessionListApiView",
+    "history_json",
     "session_json",
 ]
 
@@ -95,9 +96,16 @@ class ApiError(Exception):
 
 
 def not_found() -> ApiError:
-    # One answer for a handle that never existed, one that ended and another
-    # user's: nothing tells them apart.
+    # One answer for a handle that never existed and another user's: nothing
+    # tells them apart.
     return ApiError(404, "not_found", gettext("No such session."))
+
+
+def missing(user: AbstractBaseUser, handle: str) -> ApiError:
+    """410 for a session of ``user`` that history says has ended, else the 404."""
+    if history.enabled() and EndedSession.objects.filter(user=user, handle=handle).exists():
+        return ApiError(410, "ended", gettext("That session had already ended."))
+    return not_found()
 
 
 class _JsonCsrfCheck(CsrfViewMiddleware):
@@ -174,6 +182,28 @@ def session_json(session: Session, url: str) -> dict[str, Any]:
         "last_activity": _instant(session.last_activity),
         "is_current": bool(getattr(session, "is_current", False)),
         "is_recent": bool(getattr(session, "is_recent", False)),
+    }
+
+
+def history_json(record: EndedSession) -> dict[str, Any]:
+    """One ended session, as the ``EndedSession`` schema of ``openapi.json`` describes it.
+
+    What the widget's "Recent activity" shows, with the stable ``reason`` and
+    ``ended_by`` codes (``user_sessions.events``) beside the reason's label.
+    """
+    return {
+        "handle": record.handle,
+        "device": record.device,
+        "device_kind": record.device_kind,
+        "location": record.location,
+        "ip": record.ip,
+        "signed_in_at": _instant(record.created_at) if record.created_at else None,
+        "last_activity": _instant(record.last_activity) if record.last_activity else None,
+        "ended_at": _instant(record.ended_at),
+        "reason": record.reason,
+        "reason_label": str(record.get_reason_display()),
+        "ended_by": record.ended_by,
+        "by_handle": record.by_handle,
     }
 
 
@@ -358,6 +388,7 @@ class SessionListApiView(ApiView):
             )
         if asked_after is None:
             body["total"] = device_list.total
+            body["history"] = [history_json(r) for r in device_list.recent_activity]
         return JsonResponse(body)
 
 
@@ -384,7 +415,7 @@ class SessionApiView(ApiView):
             )
         )
         if handle not in handles:
-            raise not_found()
+            raise missing(self.user, handle)
         if handles[handle] == current_key:
             # Signing yourself out never needs a password.
             logout(request)
@@ -398,7 +429,7 @@ class SessionApiView(ApiView):
             by_handle=current_handle,
         )
         if not count:
-            raise not_found()  # ended meanwhile
+            raise missing(self.user, handle)  # ended meanwhile
         return _ended(count)
 
 
