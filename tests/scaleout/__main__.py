@@ -71,11 +71,16 @@ def pytest(args: list[str], env: dict[str, str]) -> int:
     return subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, check=False).returncode
 
 
+# What could not be started, and why: the reason of every SKIP line.
+not_started: dict[str, str] = {}
+
+
 def start(servers: Topology, what: str, starter: object) -> object | None:
     try:
         server = starter()  # type: ignore[operator]
     except Unavailable as exc:
         print(f"could not start {what}: {exc}", flush=True)
+        not_started[what] = f"could not start {what}: {exc}"
         return None
     servers.add(server)
     return server
@@ -134,19 +139,10 @@ def run(parts: list[str], bindings: list[str], extra: list[str]) -> int:
                 result(
                     "SKIP",
                     f"scale-out: PgBouncer tests in tests/scaleout [{version}]",
-                    "could not start PgBouncer (see above)",
+                    "; ".join(not_started.values()),
                 )
             if primary is None or pg_replica is None or redis_replica is None:
-                missing = [
-                    name
-                    for name, server in (
-                        ("PostgreSQL primary", primary),
-                        ("PostgreSQL replica", pg_replica),
-                        ("Redis primary/replica", redis_replica),
-                    )
-                    if server is None
-                ]
-                result("SKIP", label, "could not start " + ", ".join(missing) + " (see above)")
+                result("SKIP", label, "; ".join(not_started.values()))
             else:
                 status = pytest(["--ds", "tests.scaleout.settings", "tests/scaleout", *extra], env)
                 failed |= status != 0
@@ -158,7 +154,7 @@ def run(parts: list[str], bindings: list[str], extra: list[str]) -> int:
                     f"PgBouncer (transaction pooling, server-side binding {binding}) [{version}]"
                 )
                 if not isinstance(bouncer, PgBouncer) or not isinstance(primary, PostgresCluster):
-                    result("SKIP", label, "could not start PostgreSQL or PgBouncer (see above)")
+                    result("SKIP", label, "; ".join(not_started.values()))
                     continue
                 name = f"test_user_sessions_bouncer_{binding}_{os.getpid()}"
                 env = {
