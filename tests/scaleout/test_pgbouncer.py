@@ -157,7 +157,7 @@ def test_sessions_through_pgbouncer(alias: str, engine: str) -> None:
 def test_prepared_statements_need_pgbouncer_1_21(pooled: str, settings: Any) -> None:
     """``prepare_threshold`` set: PgBouncer before 1.21 loses the prepared statements.
 
-    What user_sessions.W015 warns about; from 1.21 on, with
+    What user_sessions.W031 warns about; from 1.21 on, with
     ``max_prepared_statements`` (the harness sets it), they work.
     """
     alice = get_user_model().objects.db_manager("pooled").create_user("alice")
