@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from django.contrib.sites.shortcuts import get_current_site
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
@@ -414,7 +414,7 @@ def consider(request: HttpRequest, user: Any) -> SignInAlert | None:
         return None
     alert = build_alert(request, user, session)
     if alert is not None:
-        schedule(alert, using=model.objects.db)
+        schedule(alert, using=router.db_for_write(model))
     return alert
 
 
@@ -422,7 +422,16 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
     """``user_logged_in`` receiver: alert on a new device when alerts are on; never raises."""
     if request is None or not app_settings.SIGN_IN_ALERTS:
         return
+    from user_sessions.models import get_session_model
+
+    using = router.db_for_write(get_session_model())
     try:
-        consider(request, user)
+        if connections[using].in_atomic_block:
+            # In a transaction (ATOMIC_REQUESTS, say) a failed query would
+            # break the sign-in's own; a savepoint keeps it apart.
+            with transaction.atomic(using=using):
+                consider(request, user)
+        else:
+            consider(request, user)
     except Exception:
         logger.exception("sign-in alert could not be prepared")
