@@ -121,13 +121,14 @@ class Stream:
                 return name[1], data[1] if data else ""
 
     def ended(self) -> bool:
+        """Whether the response is over: its last chunk came, or the server hung up."""
         try:
-            self.read_until(b"\n\n\n\n")  # never sent: reads until the server closes
+            self.read_until(b"0\r\n\r\n")  # a chunked body's end
         except EOFError:
             return True
         except TimeoutError:
             return False
-        return False
+        return True
 
     def close(self) -> None:
         self.socket.close()
