@@ -321,6 +321,11 @@ def test_the_mail_names_device_place_address_time_and_site(sign_in: SignIn, mail
         assert "/account/sessions/report/" in text
     assert 'dir="ltr"' in html and 'lang="en"' in html
     assert ">This wasn't me</a>" in html
+    # Inline styles are all a mail client honours; nothing runs or loads.
+    assert "<script" not in html and not re.search(r"\son[a-z]+=", html)
+    assert re.findall(r'(?:src|href)="([^"]+)"', html) == [
+        report_link(message).join(("http://testserver", ""))
+    ]
 
 
 def test_the_mail_carries_no_session_key(sign_in: SignIn, mail_user: Any) -> None:
