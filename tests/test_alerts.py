@@ -324,7 +324,7 @@ def test_the_mail_names_device_place_address_time_and_site(sign_in: SignIn, mail
     # Inline styles are all a mail client honours; nothing runs or loads.
     assert "<script" not in html and not re.search(r"\son[a-z]+=", html)
     assert re.findall(r'(?:src|href)="([^"]+)"', html) == [
-        report_link(message).join(("http://testserver", ""))
+        "http://testserver" + report_link(message)
     ]
 
 
