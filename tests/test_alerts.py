@@ -565,6 +565,7 @@ def test_opening_the_link_asks_and_changes_nothing(
 
 
 def test_confirming_ends_that_session_as_reported_by_the_user(
+    engine: str,
     reported: tuple[Client, str],
     mail_user: Any,
     ended_events: list[SessionEvent],
@@ -592,6 +593,7 @@ def test_confirming_ends_that_session_as_reported_by_the_user(
 
 
 def test_ticking_the_box_ends_every_session_of_the_account_only(
+    engine: str,
     reported: tuple[Client, str],
     mail_user: Any,
     auth_client: Client,
