@@ -9,6 +9,7 @@ import {
   expect,
   openSignOutDialog,
   sessionRow,
+  signOutButton,
   test,
   userAgents,
   widget,
@@ -67,6 +68,26 @@ for (const { htmx, path } of accountPages) {
     await expect(sessionRow(page, 'Edge on Android')).toBeVisible(pushed);
   });
 }
+
+test('a pushed change waits for the open dialog, and focus stays put', async ({
+  signIn,
+  signInElsewhere,
+}) => {
+  await signInElsewhere(userAgents.firefoxWindows);
+  const page = await signIn({ userAgent: userAgents.chromeMac });
+  await expect(widget(page)).toHaveAttribute('data-us-live', '');
+  const dialog = await openSignOutDialog(page, 'Firefox on Windows');
+
+  await signInElsewhere(userAgents.edgeAndroid);
+  // Time for the event to arrive: the list must not change under the dialog.
+  await page.waitForTimeout(1000);
+  await expect(sessionRow(page, 'Edge on Android')).toHaveCount(0);
+
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(sessionRow(page, 'Edge on Android')).toBeVisible(pushed);
+  // The refresh added a row without taking focus from the button that had it.
+  await expect(signOutButton(sessionRow(page, 'Firefox on Windows'))).toBeFocused();
+});
 
 test('the stream serves only a signed-in session', async ({ signIn, browser }) => {
   const page = await signIn({ userAgent: userAgents.chromeMac });
