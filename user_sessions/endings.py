@@ -176,13 +176,13 @@ def end_matching(
     sliced = source.query.is_sliced
     total = 0
     while True:
-        batch = describe(source if sliced else source[:size])
-        if not batch:
+        rows = describe(source if sliced else source[:size])
+        if not rows:
             return total
         ended = end_described(
             model,
             using,
-            batch,
+            rows,
             reason,
             ended_by=ended_by,
             by_handle=by_handle,
@@ -191,7 +191,7 @@ def end_matching(
         )
         total += ended
         # No progress means the rest cannot be deleted either (``still``).
-        if sliced or len(batch) < size or not ended:
+        if sliced or len(rows) < size or not ended:
             return total
 
 
