@@ -50,6 +50,8 @@ __all__ = [
     "DeviceSignature",
     "ReportClaim",
     "SignInAlert",
+    "build_alert",
+    "consider",
     "deliver",
     "device_signature",
     "is_first_sign_in",
@@ -58,6 +60,7 @@ __all__ = [
     "on_user_logged_in",
     "read_report_token",
     "render_sign_in_alert",
+    "schedule",
     "send_sign_in_alert",
 ]
 
