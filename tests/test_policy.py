@@ -432,6 +432,50 @@ def test_the_lifetime_counts_from_sign_in_across_a_password_change(
     assert reasons(ended) == [(Reason.LIFETIME, session.handle)]
 
 
+def test_each_policy_ending_leaves_a_history_record(
+    engine: str,
+    settings,
+    user_factory: Callable[..., Any],
+    browser_factory: Callable[..., Client],
+    clock: Clock,
+):
+    from user_sessions.models import EndedSession
+
+    settings.USER_SESSIONS_MAX_SESSIONS = 1
+    settings.USER_SESSIONS_IDLE_TIMEOUT = 600
+    settings.USER_SESSIONS_LIFETIME = 3600
+    evicted_user, idle_user, old_user = user_factory(), user_factory(), user_factory()
+    first = sign_in(browser_factory(user_agent=SAFARI_IPHONE), evicted_user)
+    evicted = Session.objects.get(user=evicted_user)
+    sign_in(browser_factory(), evicted_user)
+    idle_client = sign_in(browser_factory(), idle_user)
+    idle = Session.objects.get(user=idle_user)
+    old_client = sign_in(browser_factory(), old_user)
+    old = Session.objects.get(user=old_user)
+    for minutes in range(5, 61, 5):  # busy, so only the lifetime can end it
+        clock.set(old.created_at + datetime.timedelta(minutes=minutes))
+        assert signed_in_as(old_client) == str(old_user.pk)
+    clock.set(old.created_at + datetime.timedelta(seconds=3601))
+    assert signed_in_as(old_client) == ""
+    assert signed_in_as(idle_client) == ""
+    assert signed_in_as(first) == ""
+
+    records = {
+        record.user_id: record for record in EndedSession.objects.filter(ended_by=EndedBy.SYSTEM)
+    }
+    expected = {
+        evicted_user.pk: (Reason.EVICTED, evicted),
+        idle_user.pk: (Reason.IDLE, idle),
+        old_user.pk: (Reason.LIFETIME, old),
+    }
+    assert set(records) == set(expected)
+    for user_id, (reason, session) in expected.items():
+        record = records[user_id]
+        assert (record.reason, record.handle) == (reason, session.handle)
+        assert record.created_at == session.created_at
+    assert "iPhone" in (records[evicted_user.pk].user_agent or "")
+
+
 def test_the_limit_reached_first_names_the_reason(user: Any):
     adapter = StaffPolicy()  # user is not staff: the settings, below
     start = timezone.now()
