@@ -341,3 +341,16 @@ def test_queryset_delete_reads_rows_only_for_someone_listening(
     with heard(), CaptureQueriesContext(connection) as queries:
         Session.objects.all().delete()
     assert [q["sql"].split()[0].upper() for q in queries] == ["SELECT", "DELETE"]
+
+
+def test_an_async_flush_ends_the_session_the_same_way(heard: Any, sign_in: Any, user: Any):
+    from asgiref.sync import async_to_sync
+
+    client = sign_in(user)
+    handle = handle_of(client)
+    store = db.SessionStore(client.cookies[settings.SESSION_COOKIE_NAME].value)
+    async_to_sync(store.aload)()
+    with heard() as events:
+        async_to_sync(store.aflush)()
+    assert summary(events) == [(str(user.pk), handle, Reason.LOGOUT, EndedBy.USER, handle)]
+    assert not Session.objects.exists()
