@@ -89,6 +89,25 @@ test('a pushed change waits for the open dialog, and focus stays put', async ({
   await expect(signOutButton(sessionRow(page, 'Firefox on Windows'))).toBeFocused();
 });
 
+test('with the stream refused, the widget still catches up', async ({
+  signIn,
+  signInElsewhere,
+}) => {
+  const page = await signIn({ userAgent: userAgents.chromeMac, next: '/' });
+  // As a broker that is down answers (or a proxy that drops the stream).
+  await page.route('**/account/sessions/stream/**', (route) =>
+    route.fulfill({ status: 503, headers: { 'Retry-After': '10' } }),
+  );
+  await page.goto('/account/');
+  await expect(sessionRow(page, 'Chrome on macOS')).toBeVisible();
+
+  await signInElsewhere(userAgents.edgeAndroid);
+
+  // Each failed attempt to reconnect (backing off from 1 s) refreshes the list.
+  await expect(sessionRow(page, 'Edge on Android')).toBeVisible();
+  await expect(widget(page)).not.toHaveAttribute('data-us-live', '');
+});
+
 test('the stream serves only a signed-in session', async ({ signIn, browser }) => {
   const page = await signIn({ userAgent: userAgents.chromeMac });
   const streamURL = await widget(page).getAttribute('data-us-stream-url');
