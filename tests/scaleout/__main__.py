@@ -3,6 +3,8 @@
     python -m tests.scaleout [PYTEST ARGS]       everything (what scripts/test runs)
     python -m tests.scaleout --only pgbouncer    one part: replicas, pgbouncer
     python -m tests.scaleout --bindings on       the pgbouncer part with server-side binding only
+    python -m tests.scaleout --only pgbouncer --suite tests
+                                                 the whole suite through PgBouncer
     python -m tests.scaleout bouncer HOST:PORT PORTFILE
                                                  PgBouncer (transaction pooling) in front of
                                                  HOST:PORT until SIGTERM; its port is written
@@ -93,7 +95,7 @@ def drop_database(primary: PostgresCluster, name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-def run(parts: list[str], bindings: list[str], extra: list[str]) -> int:
+def run(parts: list[str], bindings: list[str], suite: list[str], extra: list[str]) -> int:
     version = f"Django {django.get_version()}"
     failed = False
     with topology() as servers:
@@ -181,7 +183,7 @@ def run(parts: list[str], bindings: list[str], extra: list[str]) -> int:
                         "--ds",
                         "tests.scaleout.settings_pgbouncer",
                         "--reuse-db",
-                        *PGBOUNCER_SUITE,
+                        *suite,
                         *extra,
                     ],
                     env,
@@ -231,9 +233,14 @@ def main(argv: list[str]) -> int:
         default="off,on",
         help="server-side binding for the pgbouncer part: off, on or off,on (default)",
     )
+    parser.add_argument(
+        "--suite",
+        default=",".join(PGBOUNCER_SUITE),
+        help="comma-separated test paths for the pgbouncer part (tests: the whole suite)",
+    )
     args, extra = parser.parse_known_args(argv)
     parts = args.only.split(",") if args.only else ["replicas", "pgbouncer"]
-    return run(parts, args.bindings.split(","), extra)
+    return run(parts, args.bindings.split(","), args.suite.split(","), extra)
 
 
 if __name__ == "__main__":
