@@ -375,6 +375,34 @@ def test_stream_sends_the_users_changes_and_signs_out_its_own_end(
 
 
 @pytest.mark.django_db
+def test_stream_notices_a_session_that_ended_without_an_event(
+    memory_push: None, user_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from user_sessions import stream
+
+    monkeypatch.setattr(stream, "RECHECK_HEARTBEATS", 2)
+    client = AsyncClient()
+    handle = signed_in(client, user_factory())
+
+    async def scenario() -> None:
+        reader = Reader(await client.get(STREAM))
+        assert "event: ready" in await reader.next()
+        assert (await reader.next()).startswith(": heartbeat")  # 1st quiet heartbeat
+        assert (await reader.next()).startswith(": heartbeat")  # 2nd: checked, still live
+        # Expired (or deleted by a script that announced nothing).
+        await sync_to_async(Session.objects.filter(handle=handle).delete)()
+        assert (await reader.next()).startswith(": heartbeat")
+        assert "event: signed-out" in await reader.next()
+        with pytest.raises(StopAsyncIteration):
+            await reader.next()
+        hub = push.get_hub()
+        assert hub is not None
+        await hub.stop()
+
+    run(scenario)
+
+
+@pytest.mark.django_db
 def test_stream_refuses_whoever_has_no_live_session(
     memory_push: None, user_factory: Callable[..., Any]
 ) -> None:

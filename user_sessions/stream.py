@@ -108,6 +108,11 @@ async def _in_fresh_context(check: Callable[[str], bool], session_key: str) -> b
     return await loop.run_in_executor(None, contextvars.Context().run, check, session_key)
 
 
+#: Every this many quiet heartbeats the stream checks its session anyway: one
+#: that expired (or ended without an event) is noticed within minutes.
+RECHECK_HEARTBEATS = 20
+
+
 def message(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -121,10 +126,17 @@ async def feed(
         # "ready" once subscribed: whatever happened before, the widget's
         # refresh on "ready" catches up with.
         yield b"retry: 2000\n" + message("ready", {})
+        quiet = 0
         while True:
             try:
                 batch: list[SessionEvent] = await asyncio.wait_for(queue.get(), heartbeat)
             except asyncio.TimeoutError:
+                quiet += 1
+                if quiet % RECHECK_HEARTBEATS == 0 and not await _in_fresh_context(
+                    _is_live, session_key
+                ):
+                    yield message("signed-out", {"url": sign_in_url})
+                    return
                 yield b": heartbeat\n\n"
                 continue
             if batch is LOST:
