@@ -9,6 +9,7 @@ for session keys.
 # ruff: noqa: F811
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import threading
@@ -46,6 +47,7 @@ from tests.test_views import (  # noqa: F401  (fixtures, and the helpers they sh
 from user_sessions import api, throttle
 from user_sessions.events import EndedBy, Reason, SessionEvent, session_ended
 from user_sessions.models import Session
+from user_sessions.paging import Cursor
 
 LIST = "/account/sessions/api/sessions/"
 OTHERS = "/account/sessions/api/sessions/others/"
@@ -274,6 +276,22 @@ def test_a_page_after_sign_outs_skips_and_repeats_nothing(
     _status, page = call(auth_client, "GET", first["next"])
 
     assert [s["handle"] for s in page["sessions"]] == [bulk[2].handle, bulk[3].handle]
+
+
+@pytest.mark.django_db
+def test_a_cursor_from_another_users_list_shows_nothing_of_theirs(
+    auth_client: Client, phone: Client, browser_factory: Any, user_factory: Any
+) -> None:
+    mallory = sign_in(browser_factory(), user_factory(username="mallory"))
+    theirs = Session.objects.get(pk=session_of(mallory).pk)
+    cursor = Cursor(
+        theirs.last_activity + datetime.timedelta(days=1), theirs.created_at, theirs.handle
+    )
+
+    status, page = call(auth_client, "GET", f"{LIST}?after={cursor.encode()}")
+
+    assert status == 200
+    assert [s["handle"] for s in page["sessions"]] == [session_of(phone).handle]
 
 
 @pytest.mark.django_db
