@@ -128,9 +128,11 @@ def test_a_session_signed_out_from_the_widget_ends_while_the_replica_lags(
     assert signed_in_as(laptop) == str(alice.pk)
 
 
+@pytest.mark.parametrize("cache_user", [False, True], ids=["", "USER_SESSIONS_CACHE_USER"])
 def test_a_password_change_keeps_this_session_and_ends_the_others(
-    engine: str, replica: PostgresReplication, alice: Any
+    engine: str, replica: PostgresReplication, alice: Any, settings: Any, cache_user: bool
 ) -> None:
+    settings.USER_SESSIONS_CACHE_USER = cache_user
     laptop, phone = Client(), Client()
     sign_in(laptop, alice)
     sign_in(phone, alice)

@@ -293,7 +293,7 @@ class SessionStore(db.SessionStore):
         if (
             fingerprint != expected
             or tag != _secret_tag(settings.SECRET_KEY)
-            or using != router.db_for_read(user_model)
+            or using != router.db_for_write(user_model)
             or type(values) is not tuple
             or len(values) != len(names)
             or not isinstance(auth_hash, str)
@@ -314,12 +314,16 @@ class SessionStore(db.SessionStore):
         self.owner_row, self.owner_auth_hash = found
 
     def _fetch_owner(self, data: dict[str, Any]) -> models.Model | None:
-        """The owner's row as ``ModelBackend.get_user()`` reads it (one query)."""
+        """The owner's row as ``ModelBackend.get_user()`` reads it (one query).
+
+        From the database users are written to, as the session itself is
+        read: a read replica's row may predate a password change.
+        """
         user_id = self._owner_id(data)
         if user_id is None:
             return None
         user_model = self._user_model
-        manager = user_model._default_manager.using(router.db_for_read(user_model))
+        manager = user_model._default_manager.using(router.db_for_write(user_model))
         return manager.filter(pk=user_id).first()  # type: ignore[no-any-return]
 
     def read_owner(self) -> bool:
