@@ -524,3 +524,64 @@ def test_sign_in_publishes_a_started_event_after_commit(
     assert [(e.kind, e.user_id, e.handle) for e in received[0]] == [
         ("started", str(alice.pk), handle)
     ]
+
+
+@pytest.fixture
+def publishing() -> Iterator[None]:
+    # apps.ready registers the publisher only when push is on at start-up.
+    events.add_publisher(push.PUBLISHER, push.publish)
+    yield
+    events.remove_publisher(push.PUBLISHER)
+
+
+@pytest.mark.django_db
+def test_a_sign_out_publishes_its_end_with_the_reason(
+    memory_push: None,
+    publishing: None,
+    user_factory: Callable[..., Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    alice = user_factory()
+    phone, laptop = Client(), Client()
+    phone_handle, laptop_handle = signed_in(phone, alice), signed_in(laptop, alice)
+
+    async def scenario() -> list[SessionEvent]:
+        hub = push.get_hub()
+        assert hub is not None and await hub.start()
+        stream = hub.open(str(alice.pk))
+
+        def sign_out_phone() -> None:
+            with django_capture_on_commit_callbacks(execute=True):
+                response = laptop.post(f"/account/sessions/{phone_handle}/delete/")
+            assert response.status_code == 302
+
+        await sync_to_async(sign_out_phone)()
+        try:
+            return await next_batch(stream)
+        finally:
+            await hub.stop()
+
+    (event,) = run(scenario)
+    assert (event.kind, event.handle, event.user_id) == ("ended", phone_handle, str(alice.pk))
+    assert event.reason is Reason.SIGNED_OUT_ELSEWHERE
+    assert event.by_handle == laptop_handle
+
+
+@pytest.mark.django_db
+def test_a_broker_down_never_stops_a_sign_out(
+    settings: Any,
+    publishing: None,
+    user_factory: Callable[..., Any],
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.USER_SESSIONS_PUSH = {"BROKER": "redis", "URL": "redis://127.0.0.1:1/0"}
+    alice = user_factory()
+    phone, laptop = Client(), Client()
+    phone_handle = signed_in(phone, alice)
+    signed_in(laptop, alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = laptop.post(f"/account/sessions/{phone_handle}/delete/")
+    assert response.status_code == 302
+    assert not Session.objects.filter(handle=phone_handle).exists()
+    assert "publishing session events through 'user_sessions.push' failed" in caplog.text
