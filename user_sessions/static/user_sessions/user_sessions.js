@@ -485,8 +485,14 @@
     state.source = source;
     // This tab is leaving (a sign-out form, a link): the "signed-out" its
     // own sign-out causes must not send it elsewhere than the form does.
+    // Still here a while later (a download, a cancelled navigation, or back
+    // from the back-forward cache): listen again.
     state.leave = function () {
       drop(state);
+      state.reconnect = window.setTimeout(function () {
+        state.reconnect = null;
+        listen(state);
+      }, 3000);
     };
     window.addEventListener("beforeunload", state.leave);
     source.addEventListener("ready", function () {
