@@ -161,12 +161,14 @@ async def session_stream(request: HttpRequest) -> Response:
     if request.method != "GET":
         # Not even HEAD: it would open (and hold) a stream to send nothing.
         return HttpResponse(status=405, headers={"Allow": "GET"})
-    settings = app_settings.PUSH
-    if settings is None or not isinstance(request, ASGIRequest):
-        return no_store(HttpResponse(status=204))
+    # Who asks comes first: without a live session the answer is 403 whether
+    # or not push is on, as the other views refuse whatever their settings.
     owner = await sync_to_async(_own_session)(request)
     if owner is None:
         return no_store(HttpResponse(status=403))
+    settings = app_settings.PUSH
+    if settings is None or not isinstance(request, ASGIRequest):
+        return no_store(HttpResponse(status=204))
     user_id, handle, session_key = owner
     hub = get_hub()
     assert hub is not None  # push is on
