@@ -136,6 +136,17 @@ if os.environ.get("EXAMPLE_PUSH_BROKER"):
         "MAX_STREAMS": int(os.environ.get("EXAMPLE_PUSH_MAX_STREAMS", "10")),
     }
 
+# user_sessions: mail the owner when their account signs in from a new device,
+# with a "This wasn't me" link (see docs/howto/sign-in-alerts.md).
+USER_SESSIONS_SIGN_IN_ALERTS = True
+
+# Mail is not sent but written to files next to the database, one directory
+# that every server process shares; the demo outbox page (/outbox/) shows it.
+# A real site configures an EMAIL_BACKEND that sends.
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = Path(DATABASES["default"]["NAME"]).parent / "outbox"
+DEFAULT_FROM_EMAIL = "example-site@example.com"
+
 # user_sessions: ask for the password before signing out other sessions
 # ("others": for any session but the one in use).
 if os.environ.get("EXAMPLE_REQUIRE_PASSWORD"):

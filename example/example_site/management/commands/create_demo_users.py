@@ -31,6 +31,10 @@ class Command(BaseCommand):
             user, created = User.objects.get_or_create(
                 username=username, defaults={"first_name": username.capitalize()}
             )
+            if not user.email:
+                # Where sign-in alerts go: the demo outbox shows them (see settings).
+                user.email = f"{username}@example.com"
+                user.save(update_fields=["email"])
             if created or not user.check_password(DEMO_PASSWORD):
                 # Setting a password signs the user out everywhere, so an
                 # unchanged one is left alone and a second run ends no session.
