@@ -406,3 +406,24 @@ def test_session_naming_another_user_than_its_row(
         assert whoami(client)[0] == f"user={user.pk}"
     cached = cache.get(cached_db._owner_key(key))
     assert cached is None or other.get_session_auth_hash() not in cached
+
+
+@pytest.mark.parametrize(
+    ("engine_name", "join", "warned"),
+    [
+        ("user_sessions.backends.cached_db", True, False),
+        ("user_sessions.backends.db", True, True),
+        ("user_sessions.backends.cached_db", False, True),
+    ],
+)
+def test_check_warns_when_the_setting_does_nothing(
+    settings: Any, engine_name: str, join: bool, warned: bool
+) -> None:
+    from user_sessions.checks import check_cache_user
+
+    settings.SESSION_ENGINE = engine_name
+    settings.USER_SESSIONS_JOIN_USER = join
+    settings.USER_SESSIONS_CACHE_USER = True
+    assert [m.id for m in check_cache_user()] == (["user_sessions.W013"] if warned else [])
+    settings.USER_SESSIONS_CACHE_USER = False
+    assert check_cache_user() == []

@@ -366,6 +366,32 @@ def check_session_cache_alias(app_configs: Any = None, **kwargs: Any) -> list[ch
     ]
 
 
+def check_cache_user(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """USER_SESSIONS_CACHE_USER acts only with the cached store and the joined read."""
+    from user_sessions.backends.cached_db import SessionStore
+
+    try:
+        if not app_settings.CACHE_USER:
+            return []
+        joined = app_settings.JOIN_USER
+    except ImproperlyConfigured:
+        return []  # E005 says so
+    store = _engine_store()
+    if joined and store is not None and issubclass(store, SessionStore):
+        return []
+    return [
+        checks.Warning(
+            _(
+                "USER_SESSIONS_CACHE_USER is True but has no effect: it needs SESSION_ENGINE "
+                "'user_sessions.backends.cached_db' (or a subclass) and "
+                "USER_SESSIONS_JOIN_USER = True."
+            ),
+            hint=_("Use the cached_db store, or remove USER_SESSIONS_CACHE_USER."),
+            id="user_sessions.W013",
+        )
+    ]
+
+
 # What the widget and its views, the admin and activity tracking read and write.
 SESSION_MODEL_COLUMNS = ("user", "ip", "user_agent", "created_at", "last_activity", "handle")
 
@@ -524,6 +550,7 @@ def register() -> None:
     checks.register(check_prepared_statements)
     checks.register(check_password_attempts)
     checks.register(check_session_cache_alias)
+    checks.register(check_cache_user)
     checks.register(check_session_model)
     checks.register(check_policy)
     checks.register(check_push)
