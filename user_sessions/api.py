@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
+from django.db import router, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
@@ -422,12 +423,15 @@ class SessionApiView(ApiView):
             return _ended(1, signed_out=True)
         self.confirm_password(data, "one", handle)
         current_handle = next((h for h, key in handles.items() if key == current_key), None)
-        count = end_sessions(
-            live.filter(session_key=handles[handle]),
-            Reason.SIGNED_OUT_ELSEWHERE,
-            ended_by=EndedBy.USER,
-            by_handle=current_handle,
-        )
+        # The row goes and its history record comes in one transaction, so a
+        # racing request sees one or the other: its answer is the 410.
+        with transaction.atomic(using=router.db_for_write(live.model)):
+            count = end_sessions(
+                live.filter(session_key=handles[handle]),
+                Reason.SIGNED_OUT_ELSEWHERE,
+                ended_by=EndedBy.USER,
+                by_handle=current_handle,
+            )
         if not count:
             raise missing(self.user, handle)  # ended meanwhile
         return _ended(count)
