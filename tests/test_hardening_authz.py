@@ -26,6 +26,11 @@ PACKAGE_URL_NAMES = {"session_list", "session_delete", "session_delete_other"}
 # Not a page but an event stream (user_sessions.stream): GET only, 403 without
 # a live session instead of a sign-in redirect, 204 while push is off.
 STREAM = "session_stream"
+# The JSON API (user_sessions.api): 401 as JSON instead of a sign-in redirect.
+API = {"api_session_list", "api_session_others", "api_session"}
+# Open to anyone: the API's description, and the "This wasn't me" pages, which
+# a person reaches from a mail without being signed in (the token decides).
+PUBLIC = {"api_schema", "report", "report_done"}
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/account/"}
 # Markers of the victim's sessions that no one else's response may carry.
 VICTIM_IP = "192.0.2.77"
@@ -111,6 +116,15 @@ def test_anonymous_visitors_get_nothing_and_change_nothing(victim: dict[str, Any
             response = getattr(Client(), method)(url, **headers)
             if name == STREAM:
                 assert response.status_code in (403, 405), (name, method, response.status_code)
+            elif name in API:
+                assert response.status_code in (401, 405), (name, method, response.status_code)
+                assert response["Content-Type"] == "application/json"
+            elif name in PUBLIC:
+                # The walk's "token" is a handle: never a valid report link.
+                expected = {"report": 400}.get(name, 200) if method in ("get", "head") else 405
+                if name == "report" and method == "post":
+                    expected = 400
+                assert response.status_code == expected, (name, method, response.status_code)
             elif headers and response.status_code == 200:
                 # htmx: the whole tab goes to the sign-in page, nothing is swapped in.
                 assert response["HX-Redirect"].startswith(django_settings.LOGIN_URL)
@@ -132,7 +146,8 @@ def test_another_user_gets_nothing_and_changes_nothing_of_the_victims(
     for name, url in package_urls(victim["in_url"].handle):
         for method, headers in REQUESTS:
             response = getattr(stranger, method)(url, **headers)
-            assert response.status_code in (200, 204, 302, 404, 405), (name, method)
+            # 415: the API takes JSON only, and the walk sends a form.
+            assert response.status_code in (200, 204, 302, 400, 404, 405, 415), (name, method)
             assert_shows_nothing_of(victim, response)
             assert snapshot(victim["user"]) == before, (name, method)
             assert "HX-Redirect" not in response, (name, method)
@@ -204,7 +219,14 @@ def test_get_and_head_change_nothing_anywhere(strict_owner: dict[str, Any]):
         for name, url in package_urls(handle):
             for method, headers in [("get", {}), ("get", HTMX), ("head", {}), ("head", HTMX)]:
                 response = getattr(laptop, method)(url, **headers)
-                expected = (204 if method == "get" else 405) if name == STREAM else 200
+                if name == STREAM:
+                    expected = 204 if method == "get" else 405
+                elif name in ("api_session_others", "api_session"):
+                    expected = 405  # DELETE or POST only
+                elif name == "report":
+                    expected = 400  # the walk's handle is no signed token
+                else:
+                    expected = 200
                 assert response.status_code == expected, (name, method)
                 assert snapshot(user) == before, (name, method)
 
@@ -238,7 +260,11 @@ def test_posts_without_a_valid_csrf_token_are_refused(
     for name, url in package_urls(strict_owner["target"].handle):
         for what, data, headers in posts:
             response = laptop.post(url, data, **headers)
-            assert response.status_code == 403, (name, what, response.status_code)
+            if response.status_code == 405:
+                # Refused before any check because the view takes no POST at all.
+                assert "POST" not in response["Allow"], (name, what)
+            else:
+                assert response.status_code == 403, (name, what, response.status_code)
             assert snapshot(user) == before, (name, what)
     assert snapshot(user) == before
 

@@ -90,6 +90,9 @@ class ReportView(View):
         return response
 
     def answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method is None or request.method.lower() not in self.http_method_names:
+            # A method it never takes is refused as such, whatever the token.
+            return self.http_method_not_allowed(request, *args, **kwargs)
         try:
             self.claim = read_report_token(str(kwargs["token"]))
         except signing.SignatureExpired:
