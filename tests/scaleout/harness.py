@@ -285,11 +285,6 @@ class PgBouncer:
             # Databases are created and dropped through it (test databases):
             # idle server connections must not hold them open for long.
             "server_idle_timeout = 2\n"
-            # Each transaction on the next idle server connection, not the one
-            # used last: anything that assumes a connection keeps state (a
-            # prepared statement, a cursor, a SET) fails at once, not by chance.
-            "server_round_robin = 1\n"
-            "min_pool_size = 3\n"
             + (
                 # Protocol-level prepared statements (PgBouncer 1.21+).
                 "max_prepared_statements = 100\n"

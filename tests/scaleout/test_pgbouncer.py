@@ -1,9 +1,9 @@
 """The store behind PgBouncer in transaction pooling mode, outside any test transaction.
 
-Each statement Django runs in autocommit is its own transaction, and the
-harness's PgBouncer hands each transaction the next idle server connection
-(``server_round_robin``): whatever assumes a connection keeps state between
-two transactions fails here every time. The store's compiled statements are
+Each statement Django runs in autocommit is its own transaction, and here
+consecutive ones run on different server connections (``SwitchServers``):
+whatever assumes a connection keeps state between two transactions fails
+here every time. The store's compiled statements are
 plain parameterised SQL run through Django's cursor, so they hold no state on
 the server: they run with client-side binding (Django's default) and with
 psycopg's server-side binding. Prepared statements need PgBouncer 1.21 or
@@ -16,7 +16,6 @@ documents for transaction pooling: the aliases here set it.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,19 +45,21 @@ class To:
         return db == "default"
 
 
-class OtherClients:
-    """Clients sharing the pool with the test, each running short transactions in a loop.
+class SwitchServers:
+    """After each statement the test's connection runs outside a transaction, take its server.
 
-    As under real load, a test's consecutive transactions then land on
-    different server connections (PgBouncer, left alone, hands an idle
-    client's next transaction the connection it just released).
+    PgBouncer hands a transaction the server connection released last. Two
+    other clients take turns: one starts a transaction, which takes the
+    server the test's statement just released; the other ends its own,
+    releasing the server the test used the time before. So the test's
+    consecutive statements alternate between two server connections, every
+    time (as under load, where they would land anywhere).
     """
 
-    def __init__(self, settings_dict: dict[str, Any], count: int = 3) -> None:
+    def __init__(self, settings_dict: dict[str, Any]) -> None:
         import psycopg
 
-        self.stop = threading.Event()
-        self.connections = [
+        self.holders = [
             psycopg.connect(
                 host=settings_dict["HOST"],
                 port=settings_dict["PORT"],
@@ -66,43 +67,52 @@ class OtherClients:
                 dbname=settings_dict["NAME"],
                 prepare_threshold=None,  # psycopg's default prepares: not here
             )
-            for _ in range(count)
+            for _ in range(2)
         ]
-        self.threads = [
-            threading.Thread(target=self.run, args=(connection,), daemon=True)
-            for connection in self.connections
-        ]
-        for thread in self.threads:
-            thread.start()
+        self.turn = 0
 
-    def run(self, connection: Any) -> None:
-        while not self.stop.is_set():
-            connection.execute("SELECT pg_sleep(0.002)")
-            connection.commit()
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            connection = context["connection"]
+            if connection.get_autocommit() and not connection.in_atomic_block:
+                taker, releaser = self.holders[self.turn], self.holders[1 - self.turn]
+                taker.execute("SELECT 1")
+                releaser.commit()
+                self.turn = 1 - self.turn
 
     def close(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-        for connection in self.connections:
-            connection.close()
+        for holder in self.holders:
+            holder.close()
+
+
+@contextlib.contextmanager
+def switching_servers(alias: str) -> Iterator[None]:
+    """The alias's statements (in this thread) move between server connections."""
+    switch = SwitchServers(connections[alias].settings_dict)
+    try:
+        with connections[alias].execute_wrapper(switch):
+            yield
+    finally:
+        switch.close()
 
 
 @pytest.fixture
 def pooled(primary_db: None) -> Iterator[str]:
-    """The alias through PgBouncer, with other clients keeping the pool busy."""
-    others = OtherClients(connections["pooled"].settings_dict)
-    yield "pooled"
-    others.close()
+    """The alias through PgBouncer, its statements moving between server connections."""
+    with switching_servers("pooled"):
+        yield "pooled"
 
 
 @pytest.fixture(
     params=["pooled", "pooled_bound"], ids=["client-side binding", "server-side binding"]
 )
-def alias(request: pytest.FixtureRequest, pooled: str, settings: Any) -> str:
+def alias(request: pytest.FixtureRequest, primary_db: None, settings: Any) -> Iterator[str]:
     settings.DATABASE_ROUTERS = [To(request.param)]
     statements.clear()
-    return str(request.param)
+    with switching_servers(request.param):
+        yield str(request.param)
 
 
 @pytest.fixture(params=["db", "cached_db"])
@@ -124,7 +134,8 @@ def backend_pids(alias: str, count: int) -> set[int]:
 
 
 def test_transactions_move_between_server_connections(pooled: str) -> None:
-    assert len(backend_pids(pooled, 40)) > 1
+    pids = backend_pids(pooled, 6)
+    assert len(pids) == 2
 
 
 def test_sessions_through_pgbouncer(alias: str, engine: str) -> None:
@@ -166,9 +177,10 @@ def test_prepared_statements_need_pgbouncer_1_21(pooled: str, settings: Any) -> 
     supported = version_tuple(pgbouncer_version("pgbouncer")) >= (1, 21)
     client = Client()
     try:
-        client.force_login(alice)
-        for _ in range(40):
-            assert signed_in_as(client) == str(alice.pk)
+        with switching_servers("pooled_prepared"):
+            client.force_login(alice)
+            for _ in range(8):
+                assert signed_in_as(client) == str(alice.pk)
     except DatabaseError as exc:
         assert not supported, exc
         assert "prepared statement" in str(exc)
