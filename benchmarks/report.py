@@ -83,10 +83,48 @@ def targets(results: dict[str, Any]) -> list[Target]:
                     f"{row['simulated_writes']} (target: about {expected})",
                 )
             )
+    if "security" in results:
+        found += _security_targets(results["security"])
     if "widget" in results:
         found += _widget_targets(results["widget"])
     if "scale" in results:
         found += _scale_targets(results["scale"])
+    return found
+
+
+def _security_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    """History, alerts and policy all on leave ordinary requests as they were."""
+    found = []
+    for row in rows:
+        off, on = row["off"], row["on"]
+        for kind in ("identical", "simulated"):
+            same = (on[f"{kind}_queries"], on[f"{kind}_writes"]) == (
+                off[f"{kind}_queries"],
+                off[f"{kind}_writes"],
+            )
+            span = (
+                f"{row['identical_requests']:,} identical requests"
+                if kind == "identical"
+                else f"{row['simulated_seconds']:,} s at 1 request/s"
+            )
+            found.append(
+                Target(
+                    f"{row['side']}: history, alerts and policy on cost ordinary requests "
+                    f"nothing ({span})",
+                    same,
+                    f"queries/writes {on[f'{kind}_queries']}/{on[f'{kind}_writes']} on vs "
+                    f"{off[f'{kind}_queries']}/{off[f'{kind}_writes']} off",
+                )
+            )
+        found.append(
+            Target(
+                f"{row['side']}: a sign-in from a new device sends one alert with alerts on",
+                (on["sign_in_mails"], off["sign_in_mails"]) == (1, 0),
+                f"{on['sign_in_mails']} mail(s) on, {off['sign_in_mails']} off; "
+                f"queries per sign-in {off['sign_in_queries']} off, "
+                f"{on['sign_in_queries']} on (reported, not a target)",
+            )
+        )
     return found
 
 
@@ -303,6 +341,8 @@ def markdown(results: dict[str, Any], found: list[Target]) -> str:
         lines += _per_request_table(results["per_request"], results["smoke"])
     if "writes" in results:
         lines += _writes_table(results["writes"])
+    if "security" in results:
+        lines += _security_table(results["security"])
     if "widget" in results:
         lines += _widget_table(results["widget"])
     if "scale" in results:
@@ -314,6 +354,28 @@ def markdown(results: dict[str, Any], found: list[Target]) -> str:
         held = "yes" if target.held else ("**no**" if target.kind == "count" else "**missed**")
         lines.append(f"| {target.name} | {target.detail} | {held} |")
     return "\n".join(lines) + "\n"
+
+
+def _security_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "**Account security** — history, sign-in alerts and the session policy all off, "
+        "then all on (`benchmarks/security.py`); statements per phase.",
+        "",
+        "| Store | Setting | Identical requests: queries / writes | "
+        "Simulated hour: queries / writes | Sign-in from a new device: queries / writes | "
+        "Alerts sent |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        for state in ("off", "on"):
+            cell = row[state]
+            lines.append(
+                f"| {row['side']} | {state} | {cell['identical_queries']:,} / "
+                f"{cell['identical_writes']:,} | {cell['simulated_queries']:,} / "
+                f"{cell['simulated_writes']:,} | {cell['sign_in_queries']} / "
+                f"{cell['sign_in_writes']} | {cell['sign_in_mails']} |"
+            )
+    return [*lines, ""]
 
 
 def _per_request_table(rows: list[dict[str, Any]], smoke: bool) -> list[str]:

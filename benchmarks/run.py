@@ -34,7 +34,7 @@ elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
-PARTS = ("per_request", "writes", "widget", "scale", "weight")
+PARTS = ("per_request", "writes", "security", "widget", "scale", "weight")
 
 
 def _sizes(smoke: bool) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def run(smoke: bool, parts: tuple[str, ...]) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from benchmarks import per_request, weight, widget, writes
+    from benchmarks import per_request, security, weight, widget, writes
     from benchmarks.harness import throwaway_database
 
     sizes = _sizes(smoke)
@@ -162,6 +162,11 @@ def run(smoke: bool, parts: tuple[str, ...]) -> dict[str, Any]:
         if "writes" in parts:
             with phase("write discipline"):
                 results["writes"] = writes.measure(
+                    user, sizes["identical"], sizes["simulated_seconds"]
+                )
+        if "security" in parts:
+            with phase("account security"):
+                results["security"] = security.measure(
                     user, sizes["identical"], sizes["simulated_seconds"]
                 )
         if "widget" in parts or "weight" in parts:
