@@ -354,3 +354,48 @@ def test_an_async_flush_ends_the_session_the_same_way(heard: Any, sign_in: Any, 
         async_to_sync(store.aflush)()
     assert summary(events) == [(str(user.pk), handle, Reason.LOGOUT, EndedBy.USER, handle)]
     assert not Session.objects.exists()
+
+
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+    reason="needs PostgreSQL or MariaDB: in-memory SQLite cannot be shared between threads "
+    "(USER_SESSIONS_TEST_DB=postgres|mysql)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_endings_racing_over_the_same_sessions_end_and_record_each_once(
+    user: Any, monkeypatch: pytest.MonkeyPatch
+):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from user_sessions.models import EndedSession
+
+    monkeypatch.setattr(endings, "BATCH_SIZE", 7)
+    for _ in range(40):
+        store = db.SessionStore()
+        store["_auth_user_id"] = str(user.pk)
+        store.create()
+    events: Ended = []
+    session_ended.connect(
+        lambda sender, event, **kwargs: events.append(event), weak=False, dispatch_uid="race"
+    )
+    start = threading.Barrier(4)
+
+    def end(_n: int) -> int:
+        try:
+            start.wait()
+            return endings.end_sessions(Session.objects.filter(user=user), Reason.EVICTED)
+        finally:
+            connections.close_all()
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            counts = list(pool.map(end, range(4)))
+    finally:
+        session_ended.disconnect(dispatch_uid="race")
+    assert sum(counts) == 40
+    assert not Session.objects.exists()
+    assert EndedSession.objects.filter(user=user).count() == 40
+    assert len({event.handle for event in events}) == len(events) == 40

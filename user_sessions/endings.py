@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, models, router
+from django.db import OperationalError, connections, models, router, transaction
 from django.utils import timezone
 
 from user_sessions.events import EndedBy, Reason, SessionEvent, announce, has_audience
@@ -176,23 +176,70 @@ def end_matching(
     sliced = source.query.is_sliced
     total = 0
     while True:
-        rows = describe(source if sliced else source[:size])
-        if not rows:
-            return total
-        ended = end_described(
-            model,
-            using,
-            rows,
-            reason,
-            ended_by=ended_by,
-            by_handle=by_handle,
-            still=still,
-            forget=forget,
-        )
+        # The rows read are locked until their records are written: a request
+        # ending some of the same sessions meanwhile waits, then finds them
+        # gone, so no session is counted or recorded twice.
+        def end_batch() -> tuple[int, int]:
+            rows = describe(_locked(source if sliced else source[:size], using))
+            ended = end_described(
+                model,
+                using,
+                rows,
+                reason,
+                ended_by=ended_by,
+                by_handle=by_handle,
+                still=still,
+                forget=forget,
+            )
+            return len(rows), ended
+
+        read, ended = _retrying_deadlocks(using, end_batch)
         total += ended
         # No progress means the rest cannot be deleted either (``still``).
-        if sliced or len(rows) < size or not ended:
+        if sliced or read < size or not ended:
             return total
+
+
+#: Times a batch is tried again after the database chose it as a deadlock's victim.
+DEADLOCK_RETRIES = 3
+
+
+def _retrying_deadlocks(using: str, work: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+    """Run ``work`` in a transaction; again if a deadlock rolled it back.
+
+    Only when the transaction is this call's own: inside a caller's, the
+    caller decides (its other changes were rolled back too).
+    """
+    own = not connections[using].in_atomic_block
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with transaction.atomic(using=using, savepoint=False):
+                return work()
+        except OperationalError as exc:
+            if not own or attempt == DEADLOCK_RETRIES or not _deadlock(exc):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _deadlock(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure: the whole transaction was rolled back."""
+    cause = exc.__cause__
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if code in ("40P01", "40001"):  # PostgreSQL
+        return True
+    args: tuple[Any, ...] = getattr(cause, "args", ())
+    return bool(args) and args[0] == 1213  # MySQL and MariaDB: ER_LOCK_DEADLOCK
+
+
+def _locked(sessions: QuerySet[Any], using: str) -> QuerySet[Any]:
+    """``sessions`` read ``FOR UPDATE`` where the database can (SQLite serialises writes)."""
+    features = connections[using].features
+    if not features.has_select_for_update:
+        return sessions
+    # Only the session rows where the database can say so, whatever a filter joins.
+    of = ("self",) if features.has_select_for_update_of else ()
+    locked: QuerySet[Any] = sessions.select_for_update(of=of)
+    return locked
 
 
 def _dropper(forget: Forget) -> Callable[[list[str]], None] | None:
@@ -235,24 +282,28 @@ def end_described(
     rows = model._base_manager.using(using).filter(session_key__in=keys)
     if still is not None:
         rows = rows.filter(still)
-    # Django's delete, so a site's delete signals still fire.
-    _total, counts = models.QuerySet.delete(rows)
-    ended = counts.get(model._meta.label, 0)
+    # One transaction for the rows and their records, so no request sees a
+    # session neither live nor in history; inside a caller's transaction,
+    # part of that one (no savepoint).
+    with transaction.atomic(using=using, savepoint=False):
+        # Django's delete, so a site's delete signals still fire.
+        _total, counts = models.QuerySet.delete(rows)
+        ended = counts.get(model._meta.label, 0)
+        if not ended:
+            endings = []
+        elif ended < len(endings):
+            # Some were not deleted here (saved since, or ended by another
+            # request): only the rows gone now were ended by this call.
+            alive = set(
+                model._base_manager.using(using)
+                .filter(session_key__in=keys)
+                .values_list("session_key", flat=True)
+            )
+            endings = [ending for ending in endings if ending.session_key not in alive]
+        owned = [e for e in endings if e.user_id is not None and e.handle is not None]
+        history.record(owned, reason, ended_by=ended_by, by_handle=by_handle, at=at, using=using)
     if drop := _dropper(forget):
         drop(keys)
-    if not ended:
-        endings = []
-    elif ended < len(endings):
-        # Some were not deleted here (saved since, or ended by another
-        # request): only the rows gone now were ended by this call.
-        alive = set(
-            model._base_manager.using(using)
-            .filter(session_key__in=keys)
-            .values_list("session_key", flat=True)
-        )
-        endings = [ending for ending in endings if ending.session_key not in alive]
-    owned = [e for e in endings if e.user_id is not None and e.handle is not None]
-    history.record(owned, reason, ended_by=ended_by, by_handle=by_handle, at=at, using=using)
     announce(
         (
             SessionEvent.ended(
