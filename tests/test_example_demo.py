@@ -161,7 +161,8 @@ def test_read_outbox_newest_first_across_files(tmp_path: Path) -> None:
     assert [mail.subject for mail in mails] == ["third", "second", "first"]
     assert [mail.subject for mail in read_outbox(tmp_path, limit=2)] == ["third", "second"]
     assert mails[0].to == "bob@example.com"
-    assert mails[0].text == "Text of third"
+    # Django 6 ends a body with a line break; 5.2 does not.
+    assert mails[0].text.rstrip("\n") == "Text of third"
     assert mails[0].html is None
     assert mails[0].frame_document is None
     assert mails[0].sent_at is not None and mails[0].sent_at.tzinfo is not None
@@ -174,7 +175,7 @@ def test_read_outbox_html_opens_links_in_the_page(tmp_path: Path) -> None:
     )
     EmailBackend(file_path=str(tmp_path)).send_messages([_mail("alert", html)])
     (mail,) = read_outbox(tmp_path)
-    assert mail.html == html
+    assert mail.html is not None and mail.html.rstrip("\n") == html
     assert mail.frame_document is not None
     assert mail.frame_document.startswith(
         '<!doctype html><html><head lang="en"><base target="_top"><title>'
