@@ -24,6 +24,8 @@ NEEDS = {
     "replica": ("SCALEOUT_PG_REPLICA_PORT", "a PostgreSQL primary and streaming replica"),
     "redis_replica": ("SCALEOUT_REDIS_REPLICA_PORT", "a Redis primary and replica"),
     "pooled": ("SCALEOUT_PGBOUNCER_PORT", "PgBouncer in front of a PostgreSQL primary"),
+    # test_pgbouncer's parametrised alias (PgBouncer with and without server-side binding).
+    "alias": ("SCALEOUT_PGBOUNCER_PORT", "PgBouncer in front of a PostgreSQL primary"),
 }
 
 
