@@ -20,6 +20,7 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -65,7 +66,9 @@ _REASON_LABELS: dict[Reason, StrOrPromise] = {
     Reason.SIGNED_OUT_ELSEWHERE: _("Signed out from another device"),
     Reason.SIGNED_OUT_ALL_OTHERS: _("Signed out with “sign out all others”"),
     Reason.PASSWORD_CHANGED: _("Password changed"),
-    Reason.EXPIRED: _("Expired"),
+    # Its own context: the admin's "Expired" filter is a plural adjective in
+    # several languages, which reads wrongly as "Expired, 2 hours ago".
+    Reason.EXPIRED: pgettext_lazy("why a session ended", "Expired"),
     Reason.IDLE: _("Idle for too long"),
     Reason.LIFETIME: _("Reached its maximum age"),
     Reason.EVICTED: _("Too many sessions: the least recently used was ended"),
