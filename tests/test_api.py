@@ -1077,3 +1077,18 @@ def test_the_same_answers_under_asgi(user: AbstractBaseUser, phone: Client) -> N
     assert len(body["sessions"]) == 2
     assert code(error) == "invalid_json"
     assert result == {"ended": 1, "signed_out": False}
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("password_required")
+@pytest.mark.parametrize("target", ["one", "others"])
+def test_a_password_that_is_no_text_is_refused_not_a_500(
+    auth_client: Client, phone: Client, target: str
+) -> None:
+    # JSON may spell a lone surrogate; no form post can, and hashing it fails.
+    path = one(session_of(phone).handle) if target == "one" else OTHERS
+
+    status, body = call(auth_client, "DELETE", path, raw='{"password": "\\ud800"}')
+
+    assert (status, code(body)) == (400, "invalid_body")
+    assert signed_in_user(phone) != "user="

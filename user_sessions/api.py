@@ -252,9 +252,19 @@ def read_body(request: HttpRequest) -> dict[str, Any]:
             "invalid_body",
             gettext("The request body must be a JSON object with at most a “password”."),
         )
-    if not isinstance(data.get("password", ""), str):
+    password = data.get("password", "")
+    if not isinstance(password, str) or not _is_text(password):
+        # JSON can spell a lone surrogate ("\ud800"), which no hasher encodes.
         raise ApiError(400, "invalid_body", gettext("“password” must be a string."))
     return data
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ApiView(View):
