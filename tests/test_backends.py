@@ -273,7 +273,7 @@ def test_revoking_through_the_orm_ends_the_cached_session_at_once(user: Any):
 
 
 def test_a_reader_racing_a_revoke_cannot_put_the_session_back(
-    monkeypatch: pytest.MonkeyPatch, user: Any
+    monkeypatch: pytest.MonkeyPatch, user: Any, django_capture_on_commit_callbacks: Any
 ):
     from django.core.cache import cache
 
@@ -290,7 +290,9 @@ def test_a_reader_racing_a_revoke_cannot_put_the_session_back(
 
     monkeypatch.setattr(db.SessionStore, "_get_session_from_db", read_then_revoke)
     # This reader saw the row before it went; it may finish its request...
-    assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) == str(user.pk)
+    # (the revoke's transaction commits, and buries the cached copy, after it)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) == str(user.pk)
     monkeypatch.undo()
     # ...but the cache must not serve the revoked session to anyone after it.
     assert cached_db.SessionStore(store.session_key).get(SESSION_KEY) is None

@@ -399,3 +399,29 @@ def test_endings_racing_over_the_same_sessions_end_and_record_each_once(
     assert not Session.objects.exists()
     assert EndedSession.objects.filter(user=user).count() == 40
     assert len({event.handle for event in events}) == len(events) == 40
+
+
+def test_an_ending_rolled_back_leaves_the_cached_session_alive(
+    heard: Any, sign_in: Any, user: Any, settings: Any
+):
+    from django.contrib.auth import SESSION_KEY
+    from django.db import transaction
+
+    from user_sessions.backends import cached_db
+
+    settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+    cache.clear()
+    client = sign_in(user)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert cached_db.SessionStore(key).load().get(SESSION_KEY) == str(user.pk)
+    with heard() as events, pytest.raises(RuntimeError), transaction.atomic():
+        assert Session.objects.get(session_key=key).revoke() is True
+        raise RuntimeError("the request failed after the revoke")
+    assert events == []
+    assert Session.objects.filter(session_key=key).exists()
+    # The row lives on, so must the session: no tombstone from an ending that never was.
+    assert cached_db.SessionStore(key).load().get(SESSION_KEY) == str(user.pk)
+    # Committed, it ends in the cache too.
+    with heard():
+        assert Session.objects.get(session_key=key).revoke() is True
+    assert cached_db.SessionStore(key).load() == {}

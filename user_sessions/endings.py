@@ -168,7 +168,7 @@ def end_matching(
         keys = list(doomed.values_list("session_key", flat=True)) if drop else []
         _total, counts = models.QuerySet.delete(doomed)
         if drop and keys:
-            drop(keys)
+            _on_commit(drop, keys, using)
         return int(counts.get(model._meta.label, 0))
     size = min(batch, batch_size(using))
     source = sessions.using(using)
@@ -250,6 +250,22 @@ def _dropper(forget: Forget) -> Callable[[list[str]], None] | None:
     return _forget_cached() if forget else None
 
 
+def _on_commit(drop: Callable[[list[str]], None], keys: list[str], using: str) -> None:
+    """Bury cached copies once the deletes commit (at once outside a transaction).
+
+    Not before: a rolled-back ending would leave a tombstone over a session
+    whose row lives on. Inside a transaction the copies are only discarded
+    now (read anew from the row, as this transaction sees it), and a request
+    that read the row before the commit cannot put it back over the
+    tombstone the commit writes (``add``).
+    """
+    from user_sessions.models import _discard_cached
+
+    if connections[using].in_atomic_block and (discard := _discard_cached()):
+        discard(keys)
+    transaction.on_commit(lambda: drop(keys), using=using)
+
+
 def _ending(names: tuple[str, ...], row: tuple[Any, ...]) -> Ending:
     values = dict(zip(names, row, strict=True))
     if "user" in values:
@@ -303,7 +319,7 @@ def end_described(
         owned = [e for e in endings if e.user_id is not None and e.handle is not None]
         history.record(owned, reason, ended_by=ended_by, by_handle=by_handle, at=at, using=using)
     if drop := _dropper(forget):
-        drop(keys)
+        _on_commit(drop, keys, using)
     announce(
         (
             SessionEvent.ended(
