@@ -72,7 +72,8 @@ def mail_user(user_factory: Callable[..., Any]) -> Any:
 
 
 def alert_mails() -> list[Any]:
-    return [message for message in mail.outbox if "New sign-in" in message.subject]
+    # Alerts carry an HTML part; the subject is in the mail's language.
+    return [message for message in mail.outbox if getattr(message, "alternatives", None)]
 
 
 def html_of(message: Any) -> str:
@@ -407,6 +408,18 @@ def test_the_site_name_comes_from_the_sites_framework(sign_in: SignIn, mail_user
         sign_in(mail_user, user_agent=SAFARI_IPHONE)
     [message] = alert_mails()
     assert message.subject == "New sign-in to your Example account"
+
+
+def test_the_subject_is_plain_text_not_html(sign_in: SignIn, mail_user: Any) -> None:
+    # A header is no HTML: "&" stays "&", and a line break cannot start a header.
+    sign_in(mail_user)
+    with mock.patch.object(alerts, "get_current_site", return_value=mock.Mock(name="site")) as site:
+        site.return_value.name = "Tom & Jerry's <Shop>\r\nBcc: x@example.com"
+        sign_in(mail_user, user_agent=SAFARI_IPHONE)
+    [message] = alert_mails()
+    assert message.subject == "New sign-in to your Tom & Jerry's <Shop> Bcc: x@example.com account"
+    assert message.bcc == []
+    assert message.message()["Bcc"] is None
 
 
 # When and how it is sent ------------------------------------------------------------------
