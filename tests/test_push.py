@@ -449,6 +449,33 @@ def test_stream_is_bounded_per_user(settings: Any, user_factory: Callable[..., A
 
 
 @pytest.mark.django_db
+def test_streams_asked_for_at_once_stay_within_the_bound(
+    settings: Any, user_factory: Callable[..., Any]
+) -> None:
+    settings.USER_SESSIONS_PUSH = {"BROKER": "memory", "MAX_STREAMS": 1}
+    alice = user_factory()
+    clients = [AsyncClient() for _ in range(3)]
+    for client in clients:
+        signed_in(client, alice)
+
+    async def scenario() -> None:
+        # Each answer is given before any of the streams has started to send.
+        responses = [await client.get(STREAM) for client in clients]
+        readers = [Reader(response) for response in responses]
+        first = [await reader.next() for reader in readers[:1]]
+        assert "event: ready" in first[0]
+        for reader in readers[1:]:
+            with pytest.raises(StopAsyncIteration):
+                await reader.next()
+        hub = push.get_hub()
+        assert hub is not None and hub.count(str(alice.pk)) == 1
+        await readers[0].close()
+        await hub.stop()
+
+    run(scenario)
+
+
+@pytest.mark.django_db
 def test_stream_without_push_or_under_wsgi_answers_204(
     settings: Any, user_factory: Callable[..., Any]
 ) -> None:

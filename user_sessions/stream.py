@@ -118,11 +118,22 @@ def message(event: str, data: object) -> bytes:
 
 
 async def feed(
-    hub: Hub, user_id: str, handle: str, session_key: str, sign_in_url: str, heartbeat: int
+    hub: Hub,
+    user_id: str,
+    handle: str,
+    session_key: str,
+    sign_in_url: str,
+    heartbeat: int,
+    max_streams: int | None = None,
 ) -> AsyncIterator[bytes]:
     queue = hub.open(user_id)
     _release_request_thread()
     try:
+        if max_streams is not None and hub.count(user_id) > max_streams:
+            # Asked for together, several streams passed the view's check
+            # before any had opened: the ones over the bound end unsent (the
+            # browser's retry then gets the 429).
+            return
         # "ready" once subscribed: whatever happened before, the widget's
         # refresh on "ready" catches up with.
         yield b"retry: 2000\n" + message("ready", {})
@@ -178,7 +189,15 @@ async def session_stream(request: HttpRequest) -> Response:
         return no_store(HttpResponse(status=503, headers={"Retry-After": "10"}))
     sign_in_url = login_url(safe_next(request, request.GET.get("next")))
     response = StreamingHttpResponse(
-        feed(hub, user_id, handle, session_key, sign_in_url, settings.heartbeat),
+        feed(
+            hub,
+            user_id,
+            handle,
+            session_key,
+            sign_in_url,
+            settings.heartbeat,
+            settings.max_streams,
+        ),
         content_type="text/event-stream",
     )
     # Proxies (nginx) must pass every message on at once.
