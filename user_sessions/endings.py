@@ -4,9 +4,9 @@ Whatever ends a session (a logout, a sign-out from the device list, a password
 change, expiry, the admin, a policy) calls :func:`end_sessions` or
 :func:`end_session` with a :class:`~user_sessions.events.Reason`. Each batch
 costs a SELECT of what the records and events need, one DELETE and, with
-history on, one INSERT; then the engine's cached copies are dropped and
-:func:`user_sessions.events.announce` sends ``session_ended`` once the
-transaction commits. A session without an owner (an anonymous visit) ends
+history on, one INSERT; once the transaction commits, the engine's cached
+copies are buried and :func:`user_sessions.events.announce` sends
+``session_ended``. A session without an owner (an anonymous visit) ends
 without a record or an event: nobody could be told about it.
 """
 
