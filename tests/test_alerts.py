@@ -410,6 +410,22 @@ def test_the_site_name_comes_from_the_sites_framework(sign_in: SignIn, mail_user
     assert message.subject == "New sign-in to your Example account"
 
 
+def test_the_report_link_names_the_sites_domain_not_the_requests_host(
+    settings: Any, sign_in: SignIn, mail_user: Any
+) -> None:
+    # As Django's password reset does: with the sites framework, a forged Host
+    # header (a loose ALLOWED_HOSTS) cannot point the mailed link elsewhere.
+    settings.ALLOWED_HOSTS = ["*"]
+    sign_in(mail_user)
+    with mock.patch.object(alerts, "get_current_site", return_value=mock.Mock(name="site")) as site:
+        site.return_value.name = "Example"
+        site.return_value.domain = "accounts.example.com"
+        sign_in(mail_user, user_agent=SAFARI_IPHONE, HTTP_HOST="evil.example")
+    [message] = alert_mails()
+    links = re.findall(r"https?://[^/\s\"]+/account/sessions/report/", message.body + html_of(message))
+    assert links and set(links) == {"http://accounts.example.com/account/sessions/report/"}
+
+
 def test_the_subject_is_plain_text_not_html(sign_in: SignIn, mail_user: Any) -> None:
     # A header is no HTML: "&" stays "&", and a line break cannot start a header.
     sign_in(mail_user)

@@ -373,7 +373,11 @@ def _report_url(request: HttpRequest, session: AbstractSession) -> str:
     except NoReverseMatch:
         logger.warning("sign-in alert without a report link: user_sessions.urls is not mounted")
         return ""
-    return request.build_absolute_uri(path)
+    # The site's domain, as Django's password reset mails use: with the sites
+    # framework a forged Host header cannot point the link elsewhere; without
+    # it this is the request's host, which ALLOWED_HOSTS vouches for.
+    domain = get_current_site(request).domain
+    return f"{request.scheme}://{domain}{path}"
 
 
 def build_alert(request: HttpRequest, user: Any, session: AbstractSession) -> SignInAlert | None:
