@@ -422,7 +422,8 @@ def test_the_report_link_names_the_sites_domain_not_the_requests_host(
         site.return_value.domain = "accounts.example.com"
         sign_in(mail_user, user_agent=SAFARI_IPHONE, HTTP_HOST="evil.example")
     [message] = alert_mails()
-    links = re.findall(r"https?://[^/\s\"]+/account/sessions/report/", message.body + html_of(message))
+    mailed = message.body + html_of(message)
+    links = re.findall(r"https?://[^/\s\"]+/account/sessions/report/", mailed)
     assert links and set(links) == {"http://accounts.example.com/account/sessions/report/"}
 
 
