@@ -167,7 +167,7 @@ def run(smoke: bool, parts: tuple[str, ...]) -> dict[str, Any]:
         if "security" in parts:
             with phase("account security"):
                 results["security"] = security.measure(
-                    user, sizes["identical"], sizes["simulated_seconds"]
+                    sizes["identical"], sizes["simulated_seconds"]
                 )
         if "widget" in parts or "weight" in parts:
             with phase("widget"):

@@ -251,6 +251,8 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
     return {
         "geoip": geoip,
         "limit": limit,
+        # "Recent activity" costs one query of its own when shown.
+        "history_shown": bool(app_settings.HISTORY_DAYS and app_settings.HISTORY_WIDGET_LIMIT),
         "page_size": PAGE_SIZE,
         "per_row": per_row,
         "rows": rows,
