@@ -280,7 +280,9 @@ class SessionStore(SessionBase):
             )
             obj = None
         if obj is None:
-            self._end_if_expired(key, using, now)
+            # Ended where rows are deleted: a subclass may read from a replica,
+            # which refuses the ending's SELECT ... FOR UPDATE.
+            self._end_if_expired(key, router.db_for_write(self.model), now)
             self._session_key = None
             return None
         self._remember(obj)
