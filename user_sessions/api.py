@@ -37,18 +37,18 @@ from django.utils.translation import gettext
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from user_sessions import history, throttle
+from user_sessions import history
 from user_sessions.conf import app_settings
 from user_sessions.endings import end_sessions
 from user_sessions.events import EndedBy, Reason
 from user_sessions.models import EndedSession, Session, get_session_model
-from user_sessions.paging import _HANDLE, Cursor
+from user_sessions.paging import HANDLE_PATTERN, Cursor
 from user_sessions.widget import (
     OTHERS,
     DeviceList,
     build_device_list,
     build_device_page,
-    password_form,
+    checked_password_form,
     requires_password,
 )
 
@@ -336,19 +336,12 @@ class ApiView(View):
         if not requires_password(action):
             return
         password = data.get("password") or ""
-        session = self.request.session
-        attempt = throttle.reserve(session) if password else throttle.NOT_LIMITED
-        form = password_form(self.user, dialog_key, {"password": password}, locked=attempt is None)
-        if form.is_valid():
-            throttle.succeeded(session)
-            return
-        last = (
-            attempt is not None
-            and form.has_error("password", "password_incorrect")
-            and throttle.failed(session, attempt)
+        form = checked_password_form(
+            self.user, dialog_key, {"password": password}, self.request.session
         )
-        if last or form.has_error("password", "too_many_attempts"):
-            # That was the last attempt: say so now, not next time.
+        if form.is_valid():
+            return
+        if form.has_error("password", "too_many_attempts"):
             raise ApiError(
                 429,
                 "too_many_attempts",
@@ -415,7 +408,7 @@ class SessionApiView(ApiView):
     def delete(self, request: HttpRequest, handle: str) -> JsonResponse:
         data = read_body(request)
         current_key = request.session.session_key
-        if not _HANDLE.fullmatch(handle) or not current_key:
+        if not HANDLE_PATTERN.fullmatch(handle) or not current_key:
             raise not_found()
         live = get_session_model().objects.active().filter(user=self.user)
         # The target and the session making the request (whose handle the

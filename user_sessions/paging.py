@@ -30,7 +30,7 @@ _EPOCH = datetime.datetime(1970, 1, 1)
 # a later one is past the year 9999 there, which Python cannot hold.
 _LAST = datetime.datetime.max - datetime.timedelta(days=1)
 _MAX_MICROSECONDS = (_LAST - _EPOCH) // datetime.timedelta(microseconds=1)
-_HANDLE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def _microseconds(moment: datetime.datetime) -> int:
@@ -66,7 +66,7 @@ class Cursor:
     def decode(cls, value: str | None) -> Cursor | None:
         """The cursor in ``value``, or ``None`` for anything that is not one."""
         parts = (value or "").split(".")
-        if len(parts) != 3 or not _HANDLE.fullmatch(parts[2]):
+        if len(parts) != 3 or not HANDLE_PATTERN.fullmatch(parts[2]):
             return None
         last_activity, created_at = _moment(parts[0]), _moment(parts[1])
         if last_activity is None or created_at is None:

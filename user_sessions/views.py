@@ -26,7 +26,6 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django_htmx.http import HttpResponseClientRedirect
 
-from user_sessions import throttle
 from user_sessions.events import EndedBy, Reason
 from user_sessions.forms import ConfirmPasswordForm
 from user_sessions.models import Session, get_session_model
@@ -37,6 +36,7 @@ from user_sessions.widget import (
     DeviceList,
     build_device_list,
     build_device_page,
+    checked_password_form,
     current_page,
     htmx_details,
     login_url,
@@ -219,23 +219,11 @@ class ConfirmedSignOutView(SessionsView):
             if not wants_partial(request) and "password" not in request.POST:
                 # The no-JS button posts straight away; ask for the password first.
                 return self.ask(form=None, status=200)
-            session = request.session
-            # An empty field checks no password, so it costs no attempt.
-            attempt = (
-                throttle.reserve(session) if request.POST.get("password") else throttle.NOT_LIMITED
+            form = checked_password_form(
+                self.user, self.dialog_key(), request.POST, request.session
             )
-            form = password_form(self.user, self.dialog_key(), request.POST, locked=attempt is None)
             if not form.is_valid():
-                if (
-                    attempt is not None
-                    and form.has_error("password", "password_incorrect")
-                    and throttle.failed(session, attempt)
-                ):
-                    # That was the last attempt: say so now, not next time.
-                    form = password_form(self.user, self.dialog_key(), request.POST, locked=True)
-                    form.is_valid()
                 return self.refuse(form)
-            throttle.succeeded(session)
         message = self.sign_out()
         if wants_partial(request):
             return self.render_list(

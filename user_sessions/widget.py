@@ -31,6 +31,7 @@ from user_sessions.timeago import ago
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
     from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.base import SessionBase
 
 #: The dialog key of "Sign out all other sessions"; a handle is never this short.
 OTHERS = "others"
@@ -88,6 +89,32 @@ def password_form(
 ) -> ConfirmPasswordForm:
     # Each dialog holds its own form, so ids must differ between dialogs.
     return ConfirmPasswordForm(user, data, auto_id=f"us-{dialog_key}-%s", locked=locked)
+
+
+def checked_password_form(
+    user: AbstractBaseUser, dialog_key: str, data: Any, session: SessionBase
+) -> ConfirmPasswordForm:
+    """The confirmation form, validated under the per-session attempt limit.
+
+    Shared by the dialog and the JSON API, so both count the same attempts.
+    An empty or missing password checks nothing and costs no attempt. The
+    wrong password that used the last attempt comes back as a locked form
+    (error ``too_many_attempts``): say so now, not at the next try.
+    """
+    from user_sessions import throttle
+
+    attempt = throttle.reserve(session) if data.get("password") else throttle.NOT_LIMITED
+    form = password_form(user, dialog_key, data, locked=attempt is None)
+    if form.is_valid():
+        throttle.succeeded(session)
+    elif (
+        attempt is not None
+        and form.has_error("password", "password_incorrect")
+        and throttle.failed(session, attempt)
+    ):
+        form = password_form(user, dialog_key, data, locked=True)
+        form.is_valid()
+    return form
 
 
 def requires_password(action: Literal["one", "others"]) -> bool:
