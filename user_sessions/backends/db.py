@@ -193,8 +193,8 @@ class SessionStore(SessionBase):
     # What flush() learnt for the delete() it calls (see _prepare_ending).
     _ending: Ending | None = None
     _ending_reason: tuple[Reason, EndedBy] = (Reason.LOGOUT, EndedBy.USER)
-    # The key, handle and sign-in time of the row this request read.
-    _identity: tuple[str, str | None, datetime.datetime | None] | None = None
+    # The key and handle of the row this request read (its sign-in time: signed_in_at).
+    _identity: tuple[str, str | None] | None = None
     #: Why the next flush() ends the session; None: worked out (see _prepare_ending).
     ending_reason: Reason | None = None
 
@@ -288,7 +288,7 @@ class SessionStore(SessionBase):
         self._remember(obj)
         self.signed_in_at = getattr(obj, "created_at", None)
         # Who the row is, for the record if this request ends it (flush()).
-        self._identity = (key, getattr(obj, "handle", None), getattr(obj, "created_at", None))
+        self._identity = (key, getattr(obj, "handle", None))
         return obj
 
     def _end_if_expired(self, key: str, using: str, now: datetime.datetime) -> None:
@@ -611,7 +611,7 @@ class SessionStore(SessionBase):
             ip=row.ip if known and row else None,
             user_agent=row.user_agent if known and row else None,
             client_hints=row.client_hints if known and row else None,
-            created_at=identity[2] if known and identity else None,
+            created_at=self.signed_in_at if known else None,
             last_activity=row.last_activity if known and row else None,
         )
         self._ending_reason = (reason or Reason.LOGOUT, ended_by)
