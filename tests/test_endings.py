@@ -425,3 +425,34 @@ def test_an_ending_rolled_back_leaves_the_cached_session_alive(
     with heard():
         assert Session.objects.get(session_key=key).revoke() is True
     assert cached_db.SessionStore(key).load() == {}
+
+
+def test_a_plain_delete_never_leaves_a_cached_copy_of_a_row_it_deleted(
+    sign_in: Any, user: Any, settings: Any
+):
+    # Nobody listens (no history, no receivers): the rows go by a plain delete.
+    # A session that starts between reading the keys to bury and the DELETE
+    # must not be deleted without its tombstone: cached_db would serve it on.
+    from user_sessions.backends import cached_db
+
+    settings.SESSION_ENGINE = "user_sessions.backends.cached_db"
+    settings.USER_SESSIONS_HISTORY_DAYS = 0
+    cache.clear()
+    sign_in(user)
+    assert not endings.heard()
+    table = Session._meta.db_table
+    started: list[Client] = []
+    reads: list[str] = []
+
+    def sign_in_after_the_read(execute: Any, sql: str, params: Any, many: bool, context: Any):
+        result = execute(sql, params, many, context)
+        if not reads and sql.upper().startswith("SELECT") and table in sql:
+            reads.append(sql)  # first, so the sign-in's own queries pass through
+            started.append(sign_in(user))
+        return result
+
+    with connection.execute_wrapper(sign_in_after_the_read):
+        endings.end_sessions(Session.objects.filter(user=user), Reason.SIGNED_OUT_ALL_OTHERS)
+    key = started[0].cookies[settings.SESSION_COOKIE_NAME].value
+    row_lives = Session.objects.filter(session_key=key).exists()
+    assert bool(cached_db.SessionStore(key).load()) == row_lives

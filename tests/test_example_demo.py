@@ -153,8 +153,16 @@ def _mail(subject: str, html: str | None = None) -> EmailMultiAlternatives:
 
 def test_read_outbox_newest_first_across_files(tmp_path: Path) -> None:
     # Two messages on one connection share a file; the third has its own.
-    EmailBackend(file_path=str(tmp_path)).send_messages([_mail("first"), _mail("second")])
-    EmailBackend(file_path=str(tmp_path)).send_messages([_mail("third")])
+    # Both backends stay alive: Django names the file by time and id(), and a
+    # freed first backend's id may be reused within the same second.
+    first, second = EmailBackend(file_path=str(tmp_path)), EmailBackend(file_path=str(tmp_path))
+    first.send_messages([_mail("first"), _mail("second")])
+    # A file system's clock may tick coarser than two writes: the older file
+    # is dated one second back so "newest" is not a tie.
+    (older,) = tmp_path.iterdir()
+    modified = older.stat().st_mtime_ns - 1_000_000_000
+    os.utime(older, ns=(modified, modified))
+    second.send_messages([_mail("third")])
     assert len(list(tmp_path.iterdir())) == 2
 
     mails = read_outbox(tmp_path)

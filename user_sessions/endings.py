@@ -165,11 +165,23 @@ def end_matching(
         # the rows first (only their keys, when a cache holds copies).
         drop = _dropper(forget)
         doomed = sessions.using(using).filter(still) if still is not None else sessions.using(using)
-        keys = list(doomed.values_list("session_key", flat=True)) if drop else []
-        _total, counts = models.QuerySet.delete(doomed)
-        if drop and keys:
+        if not drop:
+            _total, counts = models.QuerySet.delete(doomed)
+            return int(counts.get(model._meta.label, 0))
+        # Only the rows whose keys were read: one that matched after the read
+        # would be deleted with no tombstone, and its cached copy would live on.
+        keys = list(doomed.values_list("session_key", flat=True))
+        ended = 0
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            rows = model._base_manager.using(using).filter(session_key__in=chunk)
+            if still is not None:
+                rows = rows.filter(still)
+            _total, counts = models.QuerySet.delete(rows)
+            ended += counts.get(model._meta.label, 0)
+        if keys:
             _on_commit(drop, keys, using)
-        return int(counts.get(model._meta.label, 0))
+        return ended
     size = min(batch, batch_size(using))
     source = sessions.using(using)
     # A slice cannot be narrowed down batch by batch: it is read once.
