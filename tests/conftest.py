@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,14 @@ from django.test import Client
 from tests.geoip import *  # noqa: F403  (GeoIP database fixtures)
 
 _counter = itertools.count()
+
+#: For a test whose result cannot depend on the suite's database (it starts a
+#: site on a SQLite file of its own, or runs no query at all): the SQLite run
+#: of each Django version runs it, the PostgreSQL and MariaDB runs skip it.
+in_the_sqlite_run_only = pytest.mark.skipif(
+    os.environ.get("USER_SESSIONS_TEST_DB", "sqlite") != "sqlite",
+    reason="does not depend on the database: the suite's SQLite run runs it",
+)
 
 CHROME_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

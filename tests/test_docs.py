@@ -17,6 +17,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 import user_sessions
+from tests.conftest import in_the_sqlite_run_only
 from user_sessions.conf import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,8 @@ def tutorial_blocks() -> list[tuple[str, str]]:
     ]
 
 
+# The tutorial's project uses startproject's SQLite file, whatever the suite's database.
+@in_the_sqlite_run_only
 def test_tutorial_builds_a_working_devices_page(tmp_path: Path) -> None:
     """Run the tutorial's commands and files in a new project, then use the page."""
     blocks = tutorial_blocks()

@@ -22,6 +22,11 @@ if str(REPO / "example") not in sys.path:
 
 from example_site.outbox import read_outbox  # noqa: E402
 
+from tests.conftest import in_the_sqlite_run_only  # noqa: E402
+
+# The demo site runs on a SQLite file of its own, whatever the suite's database.
+pytestmark = in_the_sqlite_run_only
+
 pytest.importorskip("mmdb_writer", reason="the demo GeoIP database is written with mmdb-writer")
 
 READ_WIDGET = textwrap.dedent(

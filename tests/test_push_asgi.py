@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import in_the_sqlite_run_only
 from tests.test_asgi import Browser, Server, free_port
 from tests.test_push import redis_or_skip
 
@@ -28,10 +29,7 @@ STREAM = "/account/sessions/stream/"
 
 # The site runs on a SQLite file of its own whatever the suite's database, so
 # one run of the suite (the SQLite one) is enough: ~15 s of server start and waits.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("USER_SESSIONS_TEST_DB", "sqlite") != "sqlite",
-    reason="runs in the suite's SQLite run (its site has a database of its own)",
-)
+pytestmark = in_the_sqlite_run_only
 
 
 @pytest.fixture
