@@ -15,6 +15,7 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -284,6 +285,68 @@ def test_an_unreachable_broker_is_reported_not_raised(
 
     assert asyncio.run(scenario()) is False
     assert "cannot subscribe through the redis broker" in caplog.text
+
+
+class SilentServer:
+    """Accepts connections and never answers: a broker that hangs."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[Any] = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        for connection in self.accepted:
+            connection.close()
+        self.listener.close()
+
+
+def test_a_hanging_broker_costs_one_timeout_per_pause_not_one_per_ending(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = SilentServer()
+    settings.USER_SESSIONS_PUSH = {"BROKER": "redis", "URL": f"redis://127.0.0.1:{server.port}/0"}
+    try:
+        with pytest.raises(Exception, match=r"[Tt]imeout"):
+            push.publish([ended(1, "first")])
+        assert len(server.accepted) == 1
+        assert "publishing paused" in caplog.text
+        # The next endings do not wait on the broker again while it is paused.
+        push.publish([ended(1, "second")])
+        push.publish([ended(1, f"more{number}") for number in range(300)])
+        assert len(server.accepted) == 1
+        # After the pause, it is tried again.
+        later = push.time.monotonic() + push.PAUSE_AFTER_FAILURE + 1
+        monkeypatch.setattr(push, "time", SimpleNamespace(monotonic=lambda: later))
+        with pytest.raises(Exception, match=r"[Tt]imeout"):
+            push.publish([ended(1, "third")])
+        assert len(server.accepted) == 2
+    finally:
+        server.close()
+
+
+def test_a_broker_back_after_the_pause_publishes_again(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.USER_SESSIONS_PUSH = push_setting("redis")
+    broker = push.get_broker()
+    assert broker is not None
+    broker.paused_until = push.time.monotonic() + 60
+    sent: list[str] = []
+    monkeypatch.setattr(broker, "publish", sent.append)
+    push.publish([ended(1, "lost")])
+    assert sent == []
+    broker.paused_until = 0.0
+    push.publish([ended(1, "sent")])
+    assert [event.handle for payload in sent for event in push.parse(payload)] == ["sent"]
 
 
 # The stream view --------------------------------------------------------------------

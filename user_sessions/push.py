@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -92,6 +93,9 @@ class Broker:
     def __init__(self, settings: PushSettings) -> None:
         self.settings = settings
         self.channel = settings.channel
+        #: ``time.monotonic()`` before which :func:`publish` does not try (see
+        #: ``PAUSE_AFTER_FAILURE``).
+        self.paused_until = 0.0
 
     def publish(self, payload: str) -> None:
         raise NotImplementedError
@@ -317,13 +321,33 @@ def enabled() -> bool:
         return False
 
 
+#: Seconds after a failed publish during which no publish is tried. A broker
+#: that hangs then costs one request one timeout (up to 2 s), not every
+#: request that ends a session. The events meanwhile are dropped, as they
+#: would be anyway: a stream that misses one still finds its own session's end
+#: at its next check (``stream.RECHECK_HEARTBEATS``), and the widgets poll.
+PAUSE_AFTER_FAILURE = 5.0
+
+
 def publish(events: Sequence[SessionEvent]) -> None:
     """The publisher :mod:`user_sessions.events` calls after commit."""
     broker = get_broker()
     if broker is None:
         return
-    for payload in chunks(events):
-        broker.publish(payload)
+    if time.monotonic() < broker.paused_until:
+        logger.debug("%d session events not published: the broker failed just now", len(events))
+        return
+    try:
+        for payload in chunks(events):
+            broker.publish(payload)
+    except Exception:
+        broker.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        logger.warning(
+            "the %s broker failed: publishing paused for %.0f s",
+            broker.settings.broker,
+            PAUSE_AFTER_FAILURE,
+        )
+        raise
 
 
 # This process's side --------------------------------------------------------
