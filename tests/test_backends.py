@@ -330,13 +330,18 @@ def test_cache_down_falls_back_to_the_database(settings, user: Any, caplog):
     assert isinstance(caches["default"], LocMemCache)
 
 
-def test_store_delete_buries_the_key_without_looking_it_up():
+def test_store_delete_buries_the_key_without_looking_it_up(
+    django_capture_on_commit_callbacks: Any,
+):
     from django.core.cache import cache
 
     store = cached_db.SessionStore(user_agent="UA", ip=None)
     store["a"] = 1
     store.save()
-    with CaptureQueriesContext(connection) as queries:
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        CaptureQueriesContext(connection) as queries,
+    ):
         store.delete()
     assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["DELETE"]
     assert cache.get(cached_db._cache_key(store.session_key)) == cached_db.TOMBSTONE
@@ -622,3 +627,29 @@ def test_cycling_the_key_of_a_session_revoked_meanwhile_does_not_bring_it_back(
     assert not Session.objects.filter(user=user).exists()
     assert SESSION_KEY not in request_store
     assert cls(request_store.session_key).get(SESSION_KEY) is None
+
+
+def test_an_anonymous_session_given_up_in_a_rolled_back_sign_in_lives_on(engine: str, user: Any):
+    # The sign-in's transaction failed: the browser keeps its anonymous
+    # cookie, so what the visit had stored (a basket, say) must still be there.
+    from django.db import transaction
+
+    store = store_class(engine)()
+    store["basket"] = ["book"]
+    store.save()
+    key = store.session_key
+    with pytest.raises(RuntimeError), transaction.atomic():
+        visit = store_class(engine)(key)
+        visit.load()
+        visit.cycle_key()  # as login() does
+        visit[SESSION_KEY] = str(user.pk)
+        visit.save()
+        raise RuntimeError("the sign-in failed after the new key was made")
+    assert store_class(engine)(key).load() == {"basket": ["book"]}
+    # Committed, the old key is gone from the cache as from the table.
+    with transaction.atomic():
+        visit = store_class(engine)(key)
+        visit.load()
+        visit.cycle_key()
+    assert store_class(engine)(key).load() == {}
+    assert store_class(engine)(visit.session_key).load() == {"basket": ["book"]}

@@ -180,7 +180,7 @@ def end_matching(
             _total, counts = models.QuerySet.delete(rows)
             ended += counts.get(model._meta.label, 0)
         if keys:
-            _on_commit(drop, keys, using)
+            forget_on_commit(drop, keys, using)
         return ended
     size = min(batch, batch_size(using))
     source = sessions.using(using)
@@ -262,7 +262,7 @@ def _dropper(forget: Forget) -> Callable[[list[str]], None] | None:
     return _forget_cached() if forget else None
 
 
-def _on_commit(drop: Callable[[list[str]], None], keys: list[str], using: str) -> None:
+def forget_on_commit(drop: Callable[[list[str]], None], keys: list[str], using: str) -> None:
     """Bury cached copies once the deletes commit (at once outside a transaction).
 
     Not before: a rolled-back ending would leave a tombstone over a session
@@ -331,7 +331,7 @@ def end_described(
         owned = [e for e in endings if e.user_id is not None and e.handle is not None]
         history.record(owned, reason, ended_by=ended_by, by_handle=by_handle, at=at, using=using)
     if drop := _dropper(forget):
-        _on_commit(drop, keys, using)
+        forget_on_commit(drop, keys, using)
     announce(
         (
             SessionEvent.ended(
@@ -350,4 +350,11 @@ def end_described(
     return ended
 
 
-__all__ = ["Ending", "end_described", "end_matching", "end_session", "end_sessions"]
+__all__ = [
+    "Ending",
+    "end_described",
+    "end_matching",
+    "end_session",
+    "end_sessions",
+    "forget_on_commit",
+]

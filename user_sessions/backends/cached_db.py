@@ -46,6 +46,7 @@ from django.db import DatabaseError, models, router, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from user_sessions import endings
 from user_sessions.backends import db
 from user_sessions.backends.primary_cache import primary_cache
 from user_sessions.client import anonymize_ip
@@ -457,8 +458,10 @@ class SessionStore(db.SessionStore):
         self._expire_ts = expire_date.timestamp()
         if self._row is not None:
             self._cache_call("set", self.cache_key, self._entry(data, self._row), self._timeout())
-        # The old key must not come back from the cache.
-        self._bury([old_key])
+        # The old key must not come back from the cache, once the re-key
+        # commits: rolled back, the row keeps the old key and the session
+        # goes on under the cookie the browser still has.
+        endings.forget_on_commit(self._bury, [old_key], router.db_for_write(self.model))
 
     def _refresh(self, data: dict[str, Any], now: datetime.datetime | None = None) -> bool:
         now = now or timezone.now()
@@ -485,9 +488,14 @@ class SessionStore(db.SessionStore):
 
     def _delete_row(self, session_key: str) -> None:
         # The key is known: the plain delete, then the tombstone, without the
-        # key lookup the queryset's delete needs to find what to bury.
-        models.QuerySet.delete(self.model._base_manager.filter(session_key=session_key))
-        self._bury([session_key])
+        # key lookup the queryset's delete needs to find what to bury. The
+        # tombstone waits for the commit: an anonymous visit given up by a
+        # sign-in that is rolled back keeps its row, and its data.
+        using = router.db_for_write(self.model)
+        models.QuerySet.delete(
+            self.model._base_manager.using(using).filter(session_key=session_key)
+        )
+        endings.forget_on_commit(self._bury, [session_key], using)
 
     def _forget_ended(self) -> Forget:
         # This store's tombstones, whatever SESSION_ENGINE names.
