@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -20,6 +21,7 @@ from django.utils.functional import SimpleLazyObject
 
 from user_sessions.backends.db import SessionStore
 from user_sessions.backends.statements import statements
+from user_sessions.middleware import SessionMiddleware
 from user_sessions.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -272,3 +274,55 @@ def test_asgi_hash_mismatch_flushes(join: bool, user: Any) -> None:
     response = async_to_sync(client.get)("/async/read/")
     assert response.content == b"user="
     assert not Session.objects.filter(pk=key).exists()
+
+
+def _our_view_step(handler: Any) -> Any:
+    from asgiref.sync import SyncToAsync
+
+    for method in handler._view_middleware:
+        owner = getattr(
+            method.func if isinstance(method, SyncToAsync) else method, "__self__", None
+        )
+        if isinstance(owner, SessionMiddleware):
+            return method
+    raise AssertionError("the session middleware's view step is not installed")
+
+
+def test_the_view_step_takes_no_thread_hop_under_asgi() -> None:
+    # Django runs a sync process_view of an async chain in a worker thread,
+    # one hop per request; ours only installs request.user, so it is async there.
+    from asgiref.sync import SyncToAsync
+    from django.core.handlers.asgi import ASGIHandler
+    from django.core.handlers.wsgi import WSGIHandler
+
+    under_asgi = _our_view_step(ASGIHandler())
+    assert not isinstance(under_asgi, SyncToAsync)
+    assert inspect.iscoroutinefunction(under_asgi)
+    under_wsgi = _our_view_step(WSGIHandler())
+    assert not inspect.iscoroutinefunction(under_wsgi)
+
+
+class ViewStepOfItsOwn(SessionMiddleware):
+    """A site's subclass with its own (sync) process_view."""
+
+    seen: ClassVar[list[str]] = []
+
+    def process_view(self, request: Any, *args: Any) -> None:
+        self.seen.append(request.path)
+        super().process_view(request, *args)
+
+
+def test_a_subclass_with_its_own_view_step_keeps_it_under_asgi(settings: Any, user: Any) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    ours = "user_sessions.middleware.SessionMiddleware"
+    settings.MIDDLEWARE = [
+        f"{__name__}.ViewStepOfItsOwn" if entry == ours else entry for entry in settings.MIDDLEWARE
+    ]
+    assert _our_view_step(ASGIHandler()).func.__func__ is ViewStepOfItsOwn.process_view
+    client = AsyncClient()
+    client.force_login(user)
+    ViewStepOfItsOwn.seen.clear()
+    response = async_to_sync(client.get)("/async/read/")
+    assert response.content == f"user={user.pk}".encode()
+    assert ViewStepOfItsOwn.seen == ["/async/read/"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import DatabaseError
@@ -40,6 +41,14 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # pay that when the server starts, not on a user's request.
         warm_up()
         self.tracks_clients = issubclass(self.SessionStore, UserSessionStore)
+        if (
+            iscoroutinefunction(self.get_response)
+            and type(self).process_view is SessionMiddleware.process_view
+        ):
+            # In an async chain Django would run a sync process_view in a
+            # worker thread, one hop per request; ours does no I/O. (A
+            # subclass's own process_view is left as Django runs it.)
+            self.process_view = self._aprocess_view  # type: ignore[method-assign,assignment]
 
     def process_request(self, request: HttpRequest) -> None:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
@@ -66,6 +75,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # from the session's own read (user_sessions.auth says when).
         if self.tracks_clients and app_settings.JOIN_USER:
             auth.install(request)
+
+    async def _aprocess_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> None:
+        SessionMiddleware.process_view(self, request, view_func, view_args, view_kwargs)
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         passwords.release()
