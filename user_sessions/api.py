@@ -39,7 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from user_sessions import history
 from user_sessions.conf import app_settings
-from user_sessions.endings import end_sessions
+from user_sessions.endings import OwnTransactions, end_sessions
 from user_sessions.events import EndedBy, Reason
 from user_sessions.models import EndedSession, Session, get_session_model
 from user_sessions.paging import HANDLE_PATTERN, Cursor
@@ -267,7 +267,7 @@ def _is_text(value: str) -> bool:
     return True
 
 
-class ApiView(View):
+class ApiView(OwnTransactions, View):
     """Shared behaviour: JSON errors, Django's CSRF check, a signed-in user, no caching.
 
     ``csrf_exempt`` only keeps the site's middleware from answering a failed

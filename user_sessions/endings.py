@@ -216,6 +216,36 @@ def end_matching(
 DEADLOCK_RETRIES = 3
 
 
+class _EveryDatabase(set[str]):
+    """Holds every database alias, as Django's ATOMIC_REQUESTS asks a view's opt-out.
+
+    A set, since Django's ``non_atomic_requests`` adds to the one it finds.
+    """
+
+    def __contains__(self, alias: object) -> bool:
+        return True
+
+
+class OwnTransactions:
+    """A view mixin: the view runs outside ATOMIC_REQUESTS, so its endings commit on their own.
+
+    Inside a request's transaction a batch the database chose as a deadlock's
+    victim cannot be tried again (the request's other changes were rolled
+    back with it), and MariaDB does choose one when several devices of a user
+    sign out all others at once: the request would fail with a 500. Outside
+    it, each batch is its own transaction and is retried.
+    """
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        view = super().as_view(**initkwargs)  # type: ignore[misc]
+        # Which databases a site makes atomic is read when a request comes,
+        # so the opt-out names them all (Django's non_atomic_requests takes
+        # one alias, fixed when the module is imported).
+        view._non_atomic_requests = _EveryDatabase()
+        return view
+
+
 def _retrying_deadlocks(using: str, work: Callable[[], tuple[int, int]]) -> tuple[int, int]:
     """Run ``work`` in a transaction; again if a deadlock rolled it back.
 
@@ -352,6 +382,7 @@ def end_described(
 
 __all__ = [
     "Ending",
+    "OwnTransactions",
     "end_described",
     "end_matching",
     "end_session",

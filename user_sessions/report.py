@@ -33,6 +33,7 @@ from django.views.decorators.cache import never_cache
 
 from user_sessions.alerts import ReportClaim, read_report_token
 from user_sessions.conf import app_settings
+from user_sessions.endings import OwnTransactions
 from user_sessions.events import EndedBy, Reason
 from user_sessions.models import get_session_model
 from user_sessions.views import render_page
@@ -65,7 +66,7 @@ def after_report_url() -> str:
 
 
 @method_decorator([never_cache, login_not_required], name="dispatch")
-class ReportView(View):
+class ReportView(OwnTransactions, View):
     """GET: the confirmation page. POST: end the session (or all of them) and move on.
 
     Templates: ``report/confirm.html`` (context: ``session``, ``token``,

@@ -26,6 +26,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django_htmx.http import HttpResponseClientRedirect
 
+from user_sessions.endings import OwnTransactions
 from user_sessions.events import EndedBy, Reason
 from user_sessions.forms import ConfirmPasswordForm
 from user_sessions.models import Session, get_session_model
@@ -101,7 +102,7 @@ def render_page(
 
 
 @method_decorator(never_cache, name="dispatch")
-class SessionsView(LoginRequiredMixin, View):
+class SessionsView(OwnTransactions, LoginRequiredMixin, View):
     """Shared behaviour: sign-in required, partials for htmx, no caching."""
 
     partial_template_name = "user_sessions/partials/list.html"
