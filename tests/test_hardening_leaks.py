@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote
 from django.core.cache import cache
 from django.core.signals import got_request_exception
 from django.test import Client
@@ -155,7 +156,7 @@ def test_a_whole_flow_leaks_no_session_key_and_escapes_user_agents(
         if query != "?owner=mine":
             must_escape.append(response)
     for handle in (phone_handle, handle_of(laptop)):
-        change = reverse("admin:user_sessions_session_change", args=[handle])
+        change = reverse("admin:user_sessions_session_change", args=[quote(handle)])
         response = flow(admin, "get", change)
         assert response.status_code == 200
         if handle == phone_handle:
