@@ -675,3 +675,15 @@ def test_a_broker_down_never_stops_a_sign_out(
     assert response.status_code == 302
     assert not Session.objects.filter(handle=phone_handle).exists()
     assert "publishing session events through 'user_sessions.push' failed" in caplog.text
+
+
+def test_postgres_events_heard_during_the_check_come_first() -> None:
+    class Listener:
+        async def notifies(self) -> AsyncIterator[Any]:
+            yield SimpleNamespace(payload="later")
+
+    async def read() -> list[str]:
+        subscription = push.PostgresSubscription(Listener(), ["early"])  # type: ignore[arg-type]
+        return [payload async for payload in subscription.messages()]
+
+    assert asyncio.run(read()) == ["early", "later"]

@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -41,6 +42,8 @@ MAX_PAYLOAD = 7900
 CLIENT_NAME = "user_sessions.push"
 #: Seconds a stream waits for the broker before the widget is told to poll.
 CONNECT_TIMEOUT = 3.0
+#: Seconds a new PostgreSQL subscription waits to hear its own test notification.
+PROBE_TIMEOUT = 2.0
 
 
 def chunks(events: Sequence[SessionEvent]) -> Iterator[str]:
@@ -168,15 +171,23 @@ class RedisBroker(Broker):
 
 
 class PostgresSubscription(Subscription):
-    def __init__(self, connection: AsyncConnection[Any]) -> None:
+    def __init__(self, connection: AsyncConnection[Any], pending: Sequence[str] = ()) -> None:
         self.connection = connection
+        # Events that arrived while the subscription was being checked.
+        self.pending = list(pending)
 
     async def messages(self) -> AsyncIterator[str]:
+        while self.pending:
+            yield self.pending.pop(0)
         async for notify in self.connection.notifies():
             yield notify.payload
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+class ListenUnheard(Exception):
+    """``LISTEN`` was accepted but heard nothing another connection sent."""
 
 
 class PostgresBroker(Broker):
@@ -244,10 +255,39 @@ class PostgresBroker(Broker):
         )
         try:
             await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            pending = await self._hear_probe(connection, kwargs)
         except BaseException:
             await connection.close()
             raise
-        return PostgresSubscription(connection)
+        return PostgresSubscription(connection, pending)
+
+    async def _hear_probe(
+        self, listener: AsyncConnection[Any], kwargs: dict[str, Any]
+    ) -> list[str]:
+        """Check that a notification from another connection reaches ``listener``.
+
+        Through PgBouncer in transaction (or statement) pooling ``LISTEN``
+        succeeds on whichever server connection ran it, and nothing is ever
+        heard afterwards: streams would wait forever for events. Returns the
+        events heard meanwhile (they are delivered first).
+        """
+        import psycopg
+
+        probe = json.dumps({"probe": uuid.uuid4().hex})
+        async with await psycopg.AsyncConnection.connect(
+            **kwargs, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+        ) as sender:
+            await sender.execute("SELECT pg_notify(%s, %s)", [self.channel, probe])
+        pending: list[str] = []
+        async for notify in listener.notifies(timeout=PROBE_TIMEOUT):
+            if notify.payload == probe:
+                return pending
+            pending.append(notify.payload)
+        raise ListenUnheard(
+            f"LISTEN heard no notification within {PROBE_TIMEOUT:.0f} s: is this connection "
+            "through PgBouncer in transaction pooling? The postgres broker needs a direct "
+            "connection to PostgreSQL (USER_SESSIONS_PUSH URL)"
+        )
 
 
 # Memory (development, one process) ------------------------------------------
@@ -378,7 +418,9 @@ class Hub:
             if self.listening:
                 return True
             try:
-                subscription = await asyncio.wait_for(self.broker.subscribe(), CONNECT_TIMEOUT)
+                subscription = await asyncio.wait_for(
+                    self.broker.subscribe(), CONNECT_TIMEOUT + PROBE_TIMEOUT
+                )
             except Exception as exc:
                 logger.warning(
                     "push: cannot subscribe through the %s broker (%s: %s); widgets poll",

@@ -189,3 +189,44 @@ def test_prepared_statements_need_pgbouncer_1_21(pooled: str, settings: Any) -> 
     finally:
         with contextlib.suppress(DatabaseError):
             connections["pooled_prepared"].close()
+
+
+def _conninfo(alias: str) -> str:
+    entry = connections.settings[alias]
+    return f"host={entry['HOST']} port={entry['PORT']} user={entry['USER']} dbname={entry['NAME']}"
+
+
+def _hub_starts(settings: Any, alias: str) -> bool:
+    import asyncio
+    import uuid
+
+    from user_sessions import push
+
+    settings.USER_SESSIONS_PUSH = {
+        "BROKER": "postgres",
+        "URL": _conninfo(alias),
+        "CHANNEL": f"user_sessions_test_{uuid.uuid4().hex[:12]}",
+    }
+
+    async def scenario() -> bool:
+        hub = push.get_hub()
+        assert hub is not None
+        try:
+            return await hub.start()
+        finally:
+            await hub.stop()
+
+    return asyncio.run(scenario())
+
+
+def test_the_postgres_push_broker_says_it_cannot_listen_through_pgbouncer(
+    primary_db: None, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # LISTEN is accepted through transaction pooling, and nothing is heard
+    # afterwards: the broker finds out at once, and the widgets poll.
+    assert _hub_starts(settings, "pooled") is False
+    assert "through PgBouncer in transaction pooling?" in caplog.text
+    caplog.clear()
+    # Straight to PostgreSQL it listens.
+    assert _hub_starts(settings, "default") is True
+    assert "PgBouncer" not in caplog.text
