@@ -220,11 +220,11 @@ def _hub_starts(settings: Any, alias: str) -> bool:
 
 
 def test_the_postgres_push_broker_says_it_cannot_listen_through_pgbouncer(
-    primary_db: None, settings: Any, caplog: pytest.LogCaptureFixture
+    pooled: str, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # LISTEN is accepted through transaction pooling, and nothing is heard
     # afterwards: the broker finds out at once, and the widgets poll.
-    assert _hub_starts(settings, "pooled") is False
+    assert _hub_starts(settings, pooled) is False
     assert "through PgBouncer in transaction pooling?" in caplog.text
     caplog.clear()
     # Straight to PostgreSQL it listens.
