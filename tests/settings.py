@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import os
 
+import django
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 USE_I18N = True
+if django.VERSION >= (6, 1):
+    # Mail is configured with MAILERS from Django 6.1 (EMAIL_BACKEND alone
+    # warns); the test runner swaps every mailer for its in-memory outbox.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}}
 LANGUAGE_CODE = "en"
 
 DB_VENDOR = os.environ.get("USER_SESSIONS_TEST_DB", "sqlite")
