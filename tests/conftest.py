@@ -14,6 +14,43 @@ from tests.geoip import *  # noqa: F403  (GeoIP database fixtures)
 
 _counter = itertools.count()
 
+
+def run_pytest_under(settings_module: str, path: str, env: dict[str, str] | None = None) -> str:
+    """Run the cases in ``path`` under another settings module in a pytest of their own.
+
+    For what cannot change in a running process (``AUTH_USER_MODEL``, apps,
+    middleware). Fails with the end of its output unless every case passed;
+    returns the closing summary line.
+    """
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--ds={settings_module}",
+            path,
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    summary = output.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed in .*", summary), output[-2000:]
+    return summary
+
+
 #: For a test whose result cannot depend on the suite's database (it starts a
 #: site on a SQLite file of its own, or runs no query at all): the SQLite run
 #: of each Django version runs it, the PostgreSQL and MariaDB runs skip it.

@@ -7,38 +7,13 @@ a pytest run of its own (``tests/custom_users/cases.py`` under
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_pytest_under
 
 
 @pytest.mark.parametrize("variant", ["uuid", "string", "managed"])
 def test_custom_user_model(variant: str) -> None:
-    env = {**os.environ, "CUSTOM_USER": variant}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--ds=tests.custom_users.settings",
-            "tests/custom_users/cases.py",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    run_pytest_under(
+        "tests.custom_users.settings", "tests/custom_users/cases.py", {"CUSTOM_USER": variant}
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    summary = output.strip().splitlines()[-1]
-    assert re.fullmatch(r"\d+ passed in .*", summary), output[-2000:]
