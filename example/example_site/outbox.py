@@ -1,6 +1,6 @@
 """The demo outbox: mail the example site would have sent, read back from files.
 
-The example sends mail with Django's file-based backend (``EMAIL_FILE_PATH``),
+The example sends mail with Django's file-based backend (into ``EXAMPLE_OUTBOX_DIR``),
 so mail sent by any server process (runserver, or uvicorn's workers) lands in
 one directory. Each file holds the messages of one mail connection, each
 followed by a line of 79 dashes. This module reads the newest of them back

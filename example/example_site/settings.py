@@ -142,9 +142,19 @@ USER_SESSIONS_SIGN_IN_ALERTS = True
 
 # Mail is not sent but written to files next to the database, one directory
 # that every server process shares; the demo outbox page (/outbox/) shows it.
-# A real site configures an EMAIL_BACKEND that sends.
-EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-EMAIL_FILE_PATH = Path(DATABASES["default"]["NAME"]).parent / "outbox"
+# A real site configures a mail backend that sends.
+EXAMPLE_OUTBOX_DIR = Path(DATABASES["default"]["NAME"]).parent / "outbox"
+if django.VERSION >= (6, 1):
+    # Django 6.1 configures mail with MAILERS, and refuses EMAIL_* beside it.
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": str(EXAMPLE_OUTBOX_DIR)},
+        }
+    }
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = EXAMPLE_OUTBOX_DIR
 DEFAULT_FROM_EMAIL = "example-site@example.com"
 
 # user_sessions: ask for the password before signing out other sessions

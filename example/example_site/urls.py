@@ -11,7 +11,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
-    # The mail the site would have sent (settings.EMAIL_FILE_PATH): a demo, not a feature.
+    # The mail the site would have sent (settings.EXAMPLE_OUTBOX_DIR): a demo, not a feature.
     path("outbox/", views.outbox, name="outbox"),
     # The same page on htmx 4, so the widget can be tried (and tested) on both.
     path("account/htmx4/", views.account, {"htmx_version": 4}, name="account-htmx4"),

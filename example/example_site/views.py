@@ -32,5 +32,5 @@ def outbox(request: HttpRequest) -> HttpResponse:
     It stands in for each person's mailbox, which stays open when the site
     signs them out. No real site shows mail like this.
     """
-    mails = read_outbox(Path(settings.EMAIL_FILE_PATH))
+    mails = read_outbox(Path(settings.EXAMPLE_OUTBOX_DIR))
     return render(request, "outbox.html", {"mails": mails})
