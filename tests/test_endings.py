@@ -30,6 +30,14 @@ pytestmark = pytest.mark.django_db
 
 Ended = list[SessionEvent]
 
+#: For races: real threads, each on its own connection, outside a test transaction.
+between_threads = pytest.mark.django_db(transaction=True)
+needs_shared_database = pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+    reason="needs PostgreSQL or MariaDB: in-memory SQLite cannot be shared between threads "
+    "(USER_SESSIONS_TEST_DB=postgres|mysql)",
+)
+
 
 @pytest.fixture
 def heard(django_capture_on_commit_callbacks: Any) -> Iterator[Callable[[], Any]]:
@@ -356,12 +364,8 @@ def test_an_async_flush_ends_the_session_the_same_way(heard: Any, sign_in: Any, 
     assert not Session.objects.exists()
 
 
-@pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
-    reason="needs PostgreSQL or MariaDB: in-memory SQLite cannot be shared between threads "
-    "(USER_SESSIONS_TEST_DB=postgres|mysql)",
-)
-@pytest.mark.django_db(transaction=True)
+@needs_shared_database
+@between_threads
 def test_endings_racing_over_the_same_sessions_end_and_record_each_once(
     user: Any, monkeypatch: pytest.MonkeyPatch
 ):
@@ -487,12 +491,8 @@ def test_views_that_end_sessions_keep_out_of_atomic_requests(
     assert BaseHandler().make_view_atomic(view) is view
 
 
-@pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
-    reason="needs PostgreSQL or MariaDB: in-memory SQLite cannot be shared between threads "
-    "(USER_SESSIONS_TEST_DB=postgres|mysql)",
-)
-@pytest.mark.django_db(transaction=True)
+@needs_shared_database
+@between_threads
 def test_every_device_signing_out_all_others_at_once_under_atomic_requests(
     atomic_requests: None, user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ):

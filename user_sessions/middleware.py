@@ -76,14 +76,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if self.tracks_clients and app_settings.JOIN_USER:
             auth.install(request)
 
-    async def _aprocess_view(
-        self,
-        request: HttpRequest,
-        view_func: Callable[..., Any],
-        view_args: tuple[Any, ...],
-        view_kwargs: dict[str, Any],
-    ) -> None:
-        SessionMiddleware.process_view(self, request, view_func, view_args, view_kwargs)
+    async def _aprocess_view(self, request: HttpRequest, *view: Any) -> None:
+        SessionMiddleware.process_view(self, request, *view)
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         passwords.release()
